@@ -1,0 +1,381 @@
+"""Training: a config, a trainer that reports through callbacks, and a JSON-friendly history.
+
+The trainer never prints. It calls back with `BatchEvent`s every few batches and an `EpochEvent`
+at each epoch end; a callback (or another thread, via `request_stop`) can stop it between batches,
+after which the model, optimizer and history are consistent and `fit()` resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .accel import ComputePath, choose_compute_path
+from .data import Dataset, iterate_batches, load_dataset, split_indices
+from .model import SimpleCNN
+
+OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad")
+LR_SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; plain values so it serialises to JSON."""
+
+    learning_rate: float = 1e-3  # step size of the optimizer
+    epochs: int = 10  # full passes over the training split
+    batch_size: int = 64  # images per optimizer step
+    validation_split: float = 0.2  # fraction of the training images held out for validation
+    dropout1: float = 0.45  # dropout after the first conv block
+    dropout2: float = 0.35  # dropout after the second conv block
+    batch_norm: bool = True  # BatchNorm2d after each convolution
+    optimizer: str = "adam"  # one of OPTIMIZERS
+    weight_decay: float = 0.0  # L2 penalty passed to the optimizer
+    subset: int | None = None  # use only this many training images (train + validation); None = all
+    seed: int = 0  # seeds the split, the initial weights, shuffling and dropout
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
+    lr_schedule: str = "constant"  # "constant", "onecycle" (warm-up then anneal) or "cosine"
+    augment: bool = False  # random +-2 px shifts of training images
+    fast: bool = True  # channels_last / mixed precision where the hardware supports it
+    log_every: int = 10  # batches between BatchEvents
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with a human message for settings that cannot train."""
+        problems = []
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            problems.append(f"learning rate must be a positive number (got {self.learning_rate})")
+        if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 1000:
+            problems.append(f"epochs must be a whole number from 1 to 1000 (got {self.epochs})")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 65536:
+            problems.append(f"batch size must be from 1 to 65536 (got {self.batch_size})")
+        if not 0.0 <= self.validation_split < 1.0:
+            problems.append(f"validation split must be in [0, 1) (got {self.validation_split})")
+        for name in ("dropout1", "dropout2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name} must be in [0, 1) (got {getattr(self, name)})")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.weight_decay < 0:
+            problems.append("weight decay cannot be negative")
+        if self.subset is not None and self.subset < 10:
+            problems.append(f"training subset must be at least 10 images (got {self.subset})")
+        if problems:
+            raise ValueError("; ".join(problems).capitalize() + ".")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def label(self) -> str:
+        """Short description for legends: the settings a learner usually changes."""
+        parts = [f"{self.optimizer} lr={self.learning_rate:g}", f"bs={self.batch_size}",
+                 f"drop={self.dropout1:g}/{self.dropout2:g}"]
+        if not self.batch_norm:
+            parts.append("no BN")
+        if self.subset:
+            parts.append(f"n={self.subset}")
+        return ", ".join(parts)
+
+
+@dataclass
+class BatchEvent:
+    """Progress inside an epoch, sent every `log_every` batches."""
+
+    epoch: int  # 1-based epoch being trained
+    epochs: int  # total epochs planned
+    step: int  # optimizer steps taken so far in the run
+    batch: int  # batches done in this epoch
+    batches_per_epoch: int
+    loss: float  # loss of the latest batch
+    smoothed_loss: float  # exponential moving average of the batch loss
+    running_accuracy: float  # % correct on this epoch's training batches so far
+    images_per_second: float  # throughput over the last interval
+    epoch_progress: float  # 0..1 within this epoch
+    progress: float  # 0..1 over the whole run
+    eta_seconds: float  # estimated time to the end of the run
+    learning_rate: float
+
+
+@dataclass
+class EpochEvent:
+    """Summary of one finished epoch."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float  # % on the training batches as trained (dropout on)
+    val_loss: float | None  # None when validation_split is 0
+    val_accuracy: float | None
+    seconds: float
+    learning_rate: float
+
+
+@dataclass
+class History:
+    """What happened in a run, as plain data (JSON round-trips through to_dict/from_dict)."""
+
+    steps: list[int] = field(default_factory=list)  # optimizer step of each logged batch
+    batch_losses: list[float] = field(default_factory=list)  # loss at those steps
+    smoothed_losses: list[float] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)  # asdict(EpochEvent) per finished epoch
+    status: str = "new"  # new, running, stopped, finished, diverged, failed
+    message: str = ""  # why it ended, for humans
+    seconds: float = 0.0  # training time so far
+    images_seen: int = 0
+    compute_path: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def copy(self) -> "History":
+        return History.from_dict(json.loads(self.to_json()))
+
+    @property
+    def last_epoch(self) -> dict | None:
+        return self.epochs[-1] if self.epochs else None
+
+
+class StopTraining(Exception):
+    """Raised by a callback to stop training between batches (the run can be resumed)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+Callback = Callable[[object], None]  # receives BatchEvent or EpochEvent
+
+
+def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The guide's optimizer variants by name ("momentum" is SGD with momentum 0.9)."""
+    params = list(params)
+    if name == "adam":
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # fused kernel unavailable for this device/dtype
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to +-max_shift pixels (zero fill): cheap augmentation for digits."""
+    n = x.shape[0]
+    padded = nn.functional.pad(x, (max_shift,) * 4)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    h, w = x.shape[-2:]
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # (N, H)
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # (N, W)
+    idx_n = torch.arange(n)[:, None, None]
+    return padded[idx_n, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+class Trainer:
+    """Trains a SimpleCNN on an in-memory dataset; resumable, stoppable, reporting via callbacks."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None,
+                 model: SimpleCNN | None = None, callbacks: Iterable[Callback] = ()) -> None:
+        self.config = config.validate()
+        self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        self.path: ComputePath = choose_compute_path(config.device, fast=config.fast)
+        torch.manual_seed(config.seed)
+        if model is None:
+            model = SimpleCNN(self.dataset.num_classes, config.dropout1, config.dropout2, config.batch_norm)
+        self.model = model.to(self.path.device)
+        if self.path.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(config.optimizer, self.model.parameters(),
+                                         config.learning_rate, config.weight_decay)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.callbacks = list(callbacks)
+        self.train_idx, self.val_idx = split_indices(
+            len(self.dataset.train_labels), config.validation_split, config.seed, config.subset)
+        if len(self.train_idx) == 0:
+            raise ValueError("The training split is empty: use a larger subset or a smaller validation split.")
+        self.batches_per_epoch = math.ceil(len(self.train_idx) / config.batch_size)
+        self.total_steps = self.batches_per_epoch * config.epochs
+        self.scheduler = self._build_scheduler()
+        self.history = History(compute_path=self.path.name)
+        self._stop = threading.Event()
+        self._shuffle = torch.Generator().manual_seed(config.seed + 1)
+        # Position, so that fit() after a stop resumes mid-epoch.
+        self.epoch = 0  # finished epochs
+        self._order: torch.Tensor | None = None  # this epoch's shuffled indices
+        self._batch = 0  # batches done in the current epoch
+        self._sums = [0.0, 0, 0]  # loss*n, correct, seen in the current epoch
+        self._epoch_seconds = 0.0
+
+    # -- control --------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the trainer to stop after the current batch (safe from any thread)."""
+        self._stop.set()
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs or self.history.status in ("diverged", "failed")
+
+    @property
+    def step(self) -> int:
+        return self.epoch * self.batches_per_epoch + self._batch
+
+    def _build_scheduler(self):
+        if self.config.lr_schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=self.config.learning_rate, total_steps=self.total_steps,
+                pct_start=0.25)
+        if self.config.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
+        return None
+
+    def _emit(self, event: object) -> None:
+        for cb in self.callbacks:
+            cb(event)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> History:
+        """Train until the planned epochs are done or a stop is requested; returns the history."""
+        if self.finished:
+            return self.history
+        self._stop.clear()
+        self.history.status, self.history.message = "running", ""
+        try:
+            while self.epoch < self.config.epochs:
+                self._run_epoch()
+            self.history.status = "finished"
+            self.history.message = f"Finished {self.config.epochs} epochs."
+        except StopTraining as stop:
+            self.history.status = "stopped"
+            self.history.message = str(stop) or (f"Stopped at step {self.step} "
+                                                 f"(epoch {self.epoch + 1}, batch {self._batch}).")
+        except TrainingDiverged as exc:
+            self.history.status, self.history.message = "diverged", str(exc)
+        finally:
+            self.model.eval()
+        return self.history
+
+    def _run_epoch(self) -> None:
+        cfg, ds = self.config, self.dataset
+        if self._order is None:
+            perm = torch.randperm(len(self.train_idx), generator=self._shuffle)
+            self._order = self.train_idx[perm]
+            self._batch, self._sums, self._epoch_seconds = 0, [0.0, 0, 0], 0.0
+        self.model.train()
+        t_interval, n_interval = time.perf_counter(), 0
+        t_epoch = time.perf_counter()
+        smoothed = self.history.smoothed_losses[-1] if self.history.smoothed_losses else None
+        batches = iterate_batches(ds.train_images, ds.train_labels, cfg.batch_size,
+                                  self._order, start=self._batch, device=self.path.device)
+        for x, y in batches:
+            if self._stop.is_set():
+                self._stop.clear()
+                raise StopTraining()
+            if cfg.augment:
+                x = random_shift(x, 2, self._shuffle)
+            x = self.path.prepare_input(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.path.autocast():
+                logits = self.model(x)
+                loss = self.loss_fn(logits.float(), y)
+            loss_value = loss.detach().item()
+            if not math.isfinite(loss_value):
+                self._order = None  # this epoch cannot continue
+                raise TrainingDiverged(
+                    f"Training diverged at step {self.step + 1} (loss = {loss_value}): "
+                    f"lower the learning rate (now {cfg.learning_rate:g}), e.g. to {cfg.learning_rate / 10:g}.")
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            n = y.shape[0]
+            self._batch += 1
+            self._sums[0] += loss_value * n
+            self._sums[1] += int((logits.argmax(1) == y).sum())
+            self._sums[2] += n
+            self.history.images_seen += n
+            n_interval += n
+            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+            if self._batch % cfg.log_every == 0 or self._batch == self.batches_per_epoch:
+                now = time.perf_counter()
+                self._epoch_seconds += now - t_epoch
+                self.history.seconds += now - t_epoch
+                t_epoch = now
+                self._log_batch(loss_value, smoothed, n_interval / max(now - t_interval, 1e-9))
+                t_interval, n_interval = now, 0
+        now = time.perf_counter()
+        self._epoch_seconds += now - t_epoch
+        self.history.seconds += now - t_epoch
+        self._finish_epoch()
+
+    def _log_batch(self, loss: float, smoothed: float, ips: float) -> None:
+        h = self.history
+        h.steps.append(self.step)
+        h.batch_losses.append(loss)
+        h.smoothed_losses.append(smoothed)
+        done = self.step / self.total_steps
+        remaining_images = (self.total_steps - self.step) * self.config.batch_size
+        self._emit(BatchEvent(
+            epoch=self.epoch + 1, epochs=self.config.epochs, step=self.step, batch=self._batch,
+            batches_per_epoch=self.batches_per_epoch, loss=loss, smoothed_loss=smoothed,
+            running_accuracy=100.0 * self._sums[1] / max(self._sums[2], 1), images_per_second=ips,
+            epoch_progress=self._batch / self.batches_per_epoch, progress=done,
+            eta_seconds=remaining_images / max(ips, 1e-9), learning_rate=self.current_lr))
+
+    @property
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _finish_epoch(self) -> None:
+        from .evaluation import evaluate_loss_accuracy  # local: evaluation imports training types
+
+        loss_sum, correct, seen = self._sums
+        val_loss = val_acc = None
+        if len(self.val_idx):
+            val_loss, val_acc = evaluate_loss_accuracy(
+                self.model, self.dataset.train_images[self.val_idx],
+                self.dataset.train_labels[self.val_idx], path=self.path)
+            self.model.train()
+        event = EpochEvent(epoch=self.epoch + 1, train_loss=loss_sum / max(seen, 1),
+                           train_accuracy=100.0 * correct / max(seen, 1), val_loss=val_loss,
+                           val_accuracy=val_acc, seconds=self._epoch_seconds, learning_rate=self.current_lr)
+        self.history.epochs.append(asdict(event))
+        self.epoch += 1
+        self._order = None
+        self._emit(event)
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None,
+          callbacks: Iterable[Callback] = ()) -> tuple[SimpleCNN, History]:
+    """One-call training for notebooks: returns (model in eval mode, history)."""
+    trainer = Trainer(config, dataset=dataset, callbacks=callbacks)
+    history = trainer.fit()
+    return trainer.model, history
