@@ -21,7 +21,7 @@ from .model import SimpleCNN
 
 FORMAT = "simplecnn-checkpoint"
 FORMAT_VERSION = 1
-MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024  # a SimpleCNN checkpoint is ~2.4 MB
+MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024  # a SimpleCNN checkpoint is ~2.3 MB; matches server.maxUploadSize
 
 
 def checkpoint_payload(model: SimpleCNN, config: dict | None = None, metrics: dict | None = None,

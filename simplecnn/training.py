@@ -133,9 +133,11 @@ class History:
     epochs: list[dict] = field(default_factory=list)  # asdict(EpochEvent) per finished epoch
     status: str = "new"  # new, running, stopped, finished, diverged, failed
     message: str = ""  # why it ended, for humans
+    warning: str = ""  # e.g. "stuck at chance level", shown beside the curves
     seconds: float = 0.0  # training time so far
     images_seen: int = 0
     compute_path: str = ""
+    batches_per_epoch: int = 0  # lets plots place epoch points on the step axis
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,6 +219,8 @@ class Trainer:
         self.optimizer = build_optimizer(config.optimizer, self.model.parameters(),
                                          config.learning_rate, config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
+        # Cross-entropy starts near ln(C) (2.30 for 10 classes); 50x that means the weights blew up.
+        self.divergence_threshold = 50 * math.log(self.dataset.num_classes)
         self.callbacks = list(callbacks)
         self.train_idx, self.val_idx = split_indices(
             len(self.dataset.train_labels), config.validation_split, config.seed, config.subset)
@@ -225,7 +229,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(self.train_idx) / config.batch_size)
         self.total_steps = self.batches_per_epoch * config.epochs
         self.scheduler = self._build_scheduler()
-        self.history = History(compute_path=self.path.name)
+        self.history = History(compute_path=self.path.name, batches_per_epoch=self.batches_per_epoch)
         self._stop = threading.Event()
         self._shuffle = torch.Generator().manual_seed(config.seed + 1)
         # Position, so that fit() after a stop resumes mid-epoch.
@@ -307,11 +311,12 @@ class Trainer:
                 logits = self.model(x)
                 loss = self.loss_fn(logits.float(), y)
             loss_value = loss.detach().item()
-            if not math.isfinite(loss_value):
+            if not math.isfinite(loss_value) or loss_value > self.divergence_threshold:
                 self._order = None  # this epoch cannot continue
                 raise TrainingDiverged(
-                    f"Training diverged at step {self.step + 1} (loss = {loss_value}): "
-                    f"lower the learning rate (now {cfg.learning_rate:g}), e.g. to {cfg.learning_rate / 10:g}.")
+                    f"Training diverged at step {self.step + 1} (loss = {loss_value:.3g}, where an untrained "
+                    f"network starts near {math.log(self.dataset.num_classes):.2f}): lower the learning rate "
+                    f"(now {cfg.learning_rate:g}), e.g. to {cfg.learning_rate / 10:g}.")
             loss.backward()
             self.optimizer.step()
             if self.scheduler is not None:
@@ -368,6 +373,13 @@ class Trainer:
                            train_accuracy=100.0 * correct / max(seen, 1), val_loss=val_loss,
                            val_accuracy=val_acc, seconds=self._epoch_seconds, learning_rate=self.current_lr)
         self.history.epochs.append(asdict(event))
+        chance = 100.0 / self.dataset.num_classes
+        if event.train_accuracy < chance + 5 and (val_acc is None or val_acc < chance + 5):
+            self.history.warning = (f"Epoch {event.epoch} is still at chance level ({event.train_accuracy:.1f}% "
+                                    "correct): the network is not learning. A too-high learning rate often "
+                                    "kills the ReLUs; try a lower one.")
+        else:
+            self.history.warning = ""
         self.epoch += 1
         self._order = None
         self._emit(event)

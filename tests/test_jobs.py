@@ -52,8 +52,7 @@ def test_missing_heartbeat_cancels_the_job(mnist):
 
 
 def test_divergence_reaches_the_snapshot(mnist):
-    job = TrainingJob(TrainConfig(epochs=1, subset=1000, learning_rate=1e4, optimizer="sgd",
-                                  batch_norm=False, log_every=1), mnist, TrainingScheduler(1))
+    job = TrainingJob(TrainConfig(epochs=1, subset=1000, learning_rate=10.0, log_every=1), mnist, TrainingScheduler(1))
     job.start()
     job.join(60)
     assert job.snapshot().status == "diverged" and "lower the learning rate" in job.snapshot().message

@@ -10,12 +10,13 @@ from simplecnn.training import (BatchEvent, EpochEvent, History, StopTraining, T
 
 def test_short_run_on_a_small_subset_learns(mnist):
     events = []
-    config = TrainConfig(epochs=2, subset=6000, batch_size=32, seed=0, log_every=20)
+    config = TrainConfig(epochs=3, subset=6000, batch_size=32, learning_rate=3e-3, lr_schedule="onecycle",
+                         seed=0, log_every=20)
     history = Trainer(config, dataset=mnist, callbacks=[events.append]).fit()
     assert history.status == "finished"
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     batches = [e for e in events if isinstance(e, BatchEvent)]
-    assert [e.epoch for e in epochs] == [1, 2]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
     assert epochs[-1].val_accuracy >= 95.0  # ~1,200 validation images
     assert batches and all(b.images_per_second > 0 and b.eta_seconds >= 0 for b in batches)
     assert batches[-1].progress == pytest.approx(1.0)
@@ -53,12 +54,23 @@ def test_callback_can_stop_with_exception(mnist):
     assert history.status == "stopped" and history.message == "enough"
 
 
-def test_divergence_is_detected_with_a_clear_reason(mnist):
-    config = TrainConfig(epochs=1, subset=2000, learning_rate=1e4, optimizer="sgd", batch_norm=False,
-                         log_every=1)
-    history = Trainer(config, dataset=mnist).fit()
+@pytest.mark.parametrize("lr", [1.0, 10.0])
+def test_divergence_is_detected_with_a_clear_reason(mnist, lr):
+    config = TrainConfig(epochs=1, subset=2000, learning_rate=lr, log_every=1)
+    trainer = Trainer(config, dataset=mnist)
+    history = trainer.fit()
     assert history.status == "diverged"
     assert "diverged at step" in history.message and "lower the learning rate" in history.message
+    assert trainer.finished and trainer.fit().status == "diverged"  # cannot be resumed into NaNs
+
+
+def test_a_dead_network_is_flagged_as_not_learning(mnist):
+    config = TrainConfig(epochs=1, subset=1000, learning_rate=1.0, optimizer="sgd", log_every=1)
+    history = Trainer(config, dataset=mnist).fit()
+    if history.status == "finished":  # the loss stayed small but the ReLUs died
+        assert "not learning" in history.warning
+    else:
+        assert history.status == "diverged"
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd", "momentum", "rmsprop", "adagrad"])
