@@ -1,0 +1,124 @@
+"""Lesson 7: gradient descent and its variants, racing over 2-D loss surfaces with torch's own optimizers."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # `streamlit run pages/learn/...` puts only the page's folder on the path
+    sys.path.insert(0, ROOT)
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import nav, state
+from simplecnn.lessons import figures_a as fig
+from simplecnn.lessons import optim_paths as op
+from simplecnn.model import SimpleCNN
+from simplecnn.training import TrainConfig, build_optimizer
+
+LEARNING_RATES = [float(f"{v:.2g}") for v in np.logspace(-4, 0, 25)]  # 1e-4 ... 1, evenly on a log scale
+
+
+@st.cache_data(show_spinner="Running the optimizers…", max_entries=64)
+def run_all(surface: str, start: tuple[float, float], lr: float, beta1: float, beta2: float, steps: int,
+            noise: float, seed: int, adaptive_lr: float | None) -> dict[str, np.ndarray]:
+    return op.all_paths(surface, start, lr, beta1, beta2, steps, noise, seed, adaptive_lr=adaptive_lr)
+
+
+def nearest(options: list[float], value: float) -> float:
+    return min(options, key=lambda v: abs(np.log(v) - np.log(value)))
+
+
+st.title("7 · Gradient descent and its variants")
+st.markdown(
+    "Training means finding weights with a low loss. The gradient $\\nabla L$ points uphill, so "
+    "**gradient descent** takes a small step the other way, again and again; the learning rate $\\eta$ "
+    "sets the step size. Too small and it crawls, too large and it overshoots or blows up.\n\n"
+    "The variants change how a step is made. **SGD** uses the gradient of a single example or small "
+    "batch: cheap, but noisy. **Momentum** keeps a running velocity, so steps add up along a consistent "
+    "direction and cancel across a zig-zag. **Adagrad** and **RMSProp** divide each coordinate's step "
+    "by the size of its recent gradients, which evens out steep and flat directions. **Adam** does both.\n\n"
+    "Below, the \"weights\" are just two numbers (x, y) and the loss is a surface you can see. Every "
+    "path is produced by the real `torch.optim` optimizer acting on a 2-element tensor.")
+st.latex(r"w^{(t+1)} = w^{(t)} - \eta\,\nabla L(w^{(t)})")
+st.latex(r"\text{Adam: } m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\;\; v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\;\;"
+         r"w_{t+1} = w_t - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}")
+
+# -- settings -------------------------------------------------------------------------------------------
+surface_name = st.selectbox("Loss surface", list(op.SURFACES), key="t07_surface")
+surface = op.SURFACES[surface_name]
+st.caption(surface.note)
+a1, a2, a3, a4 = st.columns(4)
+lr = a1.select_slider("Learning rate η", LEARNING_RATES, value=nearest(LEARNING_RATES, surface.lr),
+                      key=f"t07_lr_{surface_name}")
+beta1 = a2.slider("β₁ (momentum, Adam)", 0.0, 0.99, 0.9, 0.01, key="t07_b1")
+beta2 = a3.slider("β₂ (RMSProp, Adam)", 0.5, 0.999, 0.99, 0.001, format="%.3f", key="t07_b2")
+steps = a4.slider("Steps", 10, 500, 150, 10, key="t07_steps")
+b1, b2, b3, b4 = st.columns(4)
+noise = b1.slider("SGD gradient noise (std)", 0.0, 5.0, 1.0, 0.1, key="t07_noise")
+seed = int(b2.number_input("Noise seed", 0, 10_000, 0, key="t07_seed"))
+start_x = b3.slider("Start x", float(surface.x_range[0]), float(surface.x_range[1]), float(surface.start[0]),
+                    key=f"t07_x_{surface_name}")
+start_y = b4.slider("Start y", float(surface.y_range[0]), float(surface.y_range[1]), float(surface.start[1]),
+                    key=f"t07_y_{surface_name}")
+own_rate = st.checkbox("Give Adagrad, RMSProp and Adam their own learning rate", key="t07_own")
+adaptive_lr = (st.select_slider("Learning rate of the adaptive methods", LEARNING_RATES, value=nearest(LEARNING_RATES, 0.05),
+                                key="t07_alr") if own_rate else None)
+
+paths = run_all(surface_name, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr)
+shown = st.slider("Step through the run", 0, steps, steps, key="t07_step")
+xs, ys, z = op.surface_grid(surface, 150)
+st.plotly_chart(fig.optimizer_contour(xs, ys, z, paths, shown, surface.log_levels, surface.minima),
+                key="t07_contour")
+
+losses = {name: op.loss_along(surface, path) for name, path in paths.items()}
+rows = op.final_losses(surface, paths)
+for row in rows:
+    row[f"loss at step {shown}"] = float(losses[row["optimizer"]][shown])
+left, right = st.columns([3, 2])
+floor, best_possible = 1e-12, op.lowest_loss(surface)
+gaps = {k: np.maximum(v - best_possible, floor) for k, v in losses.items()}  # distance above the minimum
+left.plotly_chart(fig.curves(np.arange(steps + 1), gaps, "Loss above the minimum, L − L_min", x_title="step",
+                             y_title="L − L_min", height=380, log_y=True, colours=fig.OPTIMIZER_COLOURS),
+                  key="t07_losses")
+left.caption(f"Logarithmic axis (L_min = {best_possible:g}): a straight downward line means the loss gap shrinks "
+             f"by a constant factor per step. Gaps below {floor:g} are drawn at {floor:g}.")
+right.dataframe(pd.DataFrame(rows)[["optimizer", f"loss at step {shown}", "final loss", "status"]]
+                .style.format({f"loss at step {shown}": "{:.3g}", "final loss": "{:.3g}"}), hide_index=True)
+
+# -- the live model ------------------------------------------------------------------------------------
+st.header("Where this happens in SimpleCNN")
+model, model_label = state.active_model()
+if model is None:
+    st.info(f"{model_label} The optimizer below is built on a freshly made SimpleCNN instead.")
+reference = model if model is not None else SimpleCNN()
+config = TrainConfig()
+optimizer = build_optimizer(config.optimizer, reference.parameters(), config.learning_rate)
+group = optimizer.param_groups[0]
+settings = ", ".join(f"{k} = {group[k]}" for k in ("lr", "betas", "eps", "weight_decay") if k in group)
+st.markdown(f"SimpleCNN's trainer uses **{type(optimizer).__name__}** by default ({settings}). It moves "
+            f"all {reference.num_parameters():,} parameters at once, in {len(group['params'])} tensors, each by the "
+            "same rule you see drawn here for two numbers. Its loss surface has "
+            f"{reference.num_parameters():,} dimensions instead of 2, so it cannot be drawn, only followed.")
+nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
+nav.link(nav.TRAIN, "Train SimpleCNN with another optimizer", icon=":material/model_training:")
+
+# -- predict, then check ---------------------------------------------------------------------------
+st.header("Predict, then check")
+guess = st.radio(f"With the settings above, which optimizer ends with the lowest loss on the {surface_name.lower()} "
+                 f"after {steps} steps?", list(op.OPTIMIZERS), index=None, horizontal=True, key="t07_guess")
+if st.button("Check by running it", key="t07_check"):
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        fresh = op.all_paths(surface, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr=adaptive_lr)
+        final = {r["optimizer"]: (r["final loss"] if r["status"] == "ok" else np.inf)
+                 for r in op.final_losses(surface, fresh)}
+        best = min(final, key=final.get)
+        ranking = ", ".join(f"{k}: {v:.3g}" for k, v in sorted(final.items(), key=lambda kv: kv[1]))
+        if final[guess] <= final[best]:
+            st.success(f"Right: {guess} ends lowest. Final losses: {ranking}.")
+        else:
+            st.error(f"Not this time: {best} ends lowest. Final losses: {ranking}.")

@@ -1,0 +1,162 @@
+"""Lesson pages 1-7 run headless, with and without a model, and their widgets recompute real numbers."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import dashboard.state as dashboard_state
+from simplecnn.checkpoints import save_checkpoint
+from simplecnn.model import SimpleCNN
+
+PAGES = {
+    "pages/learn/01_tensors.py": ["t01_index", "t01_row", "t01_batch"],
+    "pages/learn/02_fully_connected.py": ["t02_x0", "t02_w0", "t02_bias", "t02_act"],
+    "pages/learn/03_convolution.py": ["t03_row", "t03_col", "t03_preset", "t03_k"],
+    "pages/learn/04_pooling.py": ["t04_k", "t04_s", "t04_row"],
+    "pages/learn/05_activations.py": ["t05_slope", "t05_T", "t05_z0"],
+    "pages/learn/06_losses.py": ["t06_y0", "t06_t0", "t06_s0", "t06_true"],
+    "pages/learn/07_gradient_descent.py": ["t07_surface", "t07_b1", "t07_b2", "t07_steps", "t07_step"],
+}
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = {page: page.split("/")[-1][:2] for page in PAGES}  # "01" ... "07"
+
+
+def _use_model_file(monkeypatch, path):
+    """Point the dashboard's bundled model at `path` and forget any model cached by an earlier test."""
+    monkeypatch.setattr(dashboard_state, "BUNDLED_MODEL_PATH", path)
+    dashboard_state._bundled_model_and_meta.clear()
+
+
+@pytest.fixture()
+def no_model(monkeypatch, tmp_path):
+    _use_model_file(monkeypatch, tmp_path / "missing.pt")
+    yield
+    dashboard_state._bundled_model_and_meta.clear()
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "simplecnn_mnist.pt"
+    save_checkpoint(path, SimpleCNN().eval())
+    return path
+
+
+@pytest.fixture()
+def with_model(monkeypatch, model_file):
+    _use_model_file(monkeypatch, model_file)
+    yield
+    dashboard_state._bundled_model_and_meta.clear()
+
+
+def _widget(at, key):
+    for kind in ("slider", "select_slider", "number_input", "selectbox", "radio", "multiselect", "checkbox"):
+        try:
+            return getattr(at, kind)(key=key)
+        except KeyError:
+            continue
+    raise AssertionError(f"no widget with key {key!r}")
+
+
+def _run(page):
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at):
+    return " ".join(str(e.value) for kind in ("markdown", "latex", "caption") for e in getattr(at, kind))
+
+
+def _check_common(at, page):
+    for key in PAGES[page]:
+        _widget(at, key)
+    guess = at.radio(key=f"t{PREFIX[page]}_guess")
+    assert guess.value is None and guess.index is None  # nothing chosen before the learner predicts
+    assert at.button(key=f"t{PREFIX[page]}_check").label == "Check by running it"
+    assert "See it in the live model" in _texts(at) or any(
+        "See it in the live model" in str(getattr(e, "proto", "")) for e in at.get("page_link"))
+    assert at.latex, "every lesson shows its formula"
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_page_runs_without_a_model(page, no_model):
+    at = _run(page)
+    _check_common(at, page)
+    assert any("missing" in i.value for i in at.info), "the missing model is explained"
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_page_runs_with_a_model(page, with_model):
+    at = _run(page)
+    _check_common(at, page)
+    assert not any("missing" in i.value for i in at.info)
+
+
+def test_conv_position_slider_changes_the_stepped_sum(no_model):
+    at = _run("pages/learn/03_convolution.py")
+
+    def torch_value(at):
+        line = next(m.value for m in at.markdown if m.value.startswith("`F.conv2d` gives"))
+        value, diff = re.search(r"\*\*(-?[\d.]+)\*\*.*difference ([\d.e+-]+)", line).groups()
+        assert float(diff) < 1e-5  # the hand sum and torch agree
+        return float(value)
+
+    before = torch_value(at)
+    at.slider(key="t03_row").set_value(4).run()
+    at.slider(key="t03_col").set_value(6).run()
+    after = torch_value(at)
+    assert after != before
+    assert any(r"\text{out}(4, 6)" in l.value for l in at.latex)
+    at.radio(key="t03_guess").set_value(24).run()
+    at.button(key="t03_check").click().run()
+    assert not at.exception
+    assert "(1, 32, 24, 24)" in at.success[-1].value  # [0] is the size calculator's agreement
+
+
+def test_conv_page_uses_the_models_filters(with_model):
+    at = _run("pages/learn/03_convolution.py")
+    at.radio(key="t03_source").set_value("SimpleCNN's conv1 filter").run()
+    at.slider(key="t03_filter").set_value(5).run()
+    assert not at.exception
+    assert any("conv1 filter 5" in str(c.proto) for c in at.get("plotly_chart"))
+    line = next(m.value for m in at.markdown if "the model's own conv2 output" in m.value)
+    hand, real = [float(v) for v in re.findall(r"\*\*(-?[\d.]+)\*\*", line)]
+    assert hand == pytest.approx(real, abs=2e-4)
+
+
+def test_neuron_sliders_recompute_and_match_linear(no_model):
+    at = _run("pages/learn/02_fully_connected.py")
+    at.selectbox(key="t02_act").set_value("Identity").run()
+    at.slider(key="t02_x0").set_value(1.5).run()
+    at.slider(key="t02_w0").set_value(-2.0).run()
+    xs = np.array([at.slider(key=f"t02_x{i}").value for i in range(4)])
+    ws = np.array([at.slider(key=f"t02_w{i}").value for i in range(4)])
+    expected = float(xs @ ws + at.slider(key="t02_bias").value)
+    assert float(at.metric[0].value) == pytest.approx(expected, abs=1e-4)
+    at.radio(key="t02_guess").set_value("weights only").run()
+    at.button(key="t02_check").click().run()
+    assert at.error and "524,800" in at.error[0].value  # 1024*512 + 512, counted by torch
+
+
+def test_check_without_a_guess_asks_for_one(no_model):
+    at = _run("pages/learn/01_tensors.py")
+    at.button(key="t01_check").click().run()
+    assert at.warning and "Pick an answer" in at.warning[0].value
+    at.radio(key="t01_guess").set_value((64, 28, 28)).run()
+    at.button(key="t01_check").click().run()
+    assert at.error and at.dataframe  # the wrong guess is explained with torch's own error messages
+
+
+def test_gradient_descent_reveal_names_the_best_optimizer(no_model):
+    at = _run("pages/learn/07_gradient_descent.py")
+    at.slider(key="t07_steps").set_value(40).run()
+    at.radio(key="t07_guess").set_value("Adam").run()
+    at.button(key="t07_check").click().run()
+    assert not at.exception
+    reveal = (at.success or at.error)[0].value
+    assert "Final losses" in reveal and all(name in reveal for name in ("Batch GD", "Momentum", "RMSProp"))
