@@ -20,7 +20,7 @@ class LayerInfo:
     """One row of the layer table: what a layer is, what it outputs, what it costs."""
 
     name: str  # attribute name on the module ("conv1", ...) or a functional stage ("relu1")
-    kind: str  # human-readable layer type, e.g. "Conv2d 5x5, 1->32"
+    kind: str  # human-readable layer type, e.g. "Conv2d 5×5, 1→32"
     output_shape: tuple[int, ...]  # shape for one input image, batch dim included
     parameters: int  # trainable parameters owned by this layer
 
@@ -95,15 +95,15 @@ def describe_module(module: nn.Module) -> str:
     """A short human label for one of SimpleCNN's layers."""
     if isinstance(module, nn.Conv2d):
         k = module.kernel_size
-        return f"Conv2d {k[0]}x{k[1]}, {module.in_channels}->{module.out_channels}"
+        return f"Conv2d {k[0]}×{k[1]}, {module.in_channels}→{module.out_channels}"
     if isinstance(module, nn.BatchNorm2d):
         return f"BatchNorm2d({module.num_features})"
     if isinstance(module, nn.MaxPool2d):
-        return f"MaxPool2d {module.kernel_size}x{module.kernel_size}, stride {module.stride}"
+        return f"MaxPool2d {module.kernel_size}×{module.kernel_size}, stride {module.stride}"
     if isinstance(module, nn.Dropout):
         return f"Dropout(p={module.p:g})"
     if isinstance(module, nn.Linear):
-        return f"Linear {module.in_features}->{module.out_features}"
+        return f"Linear {module.in_features}→{module.out_features}"
     if isinstance(module, nn.Identity):
         return "Identity (batch norm off)"
     return type(module).__name__

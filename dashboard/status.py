@@ -1,0 +1,61 @@
+"""The small training status shown in the sidebar of every page, refreshed while a run is active.
+
+Its refresh also sends the run's heartbeat: when the tab is closed the refreshes stop and the
+job cancels itself after SIMPLECNN_HEARTBEAT_TIMEOUT seconds.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import state
+from simplecnn.jobs import JobSnapshot
+
+REFRESH_SECONDS = 1.0
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_text(snap: JobSnapshot) -> tuple[float, str]:
+    """(fraction done, one line of text) for a job snapshot."""
+    if snap.status == "queued" or (snap.status == "stopping" and snap.queue_position):
+        return 0.0, f"Waiting in the server queue: position {snap.queue_position or '?'}"
+    latest = snap.latest
+    if not latest:
+        return 0.0, "Starting…"
+    text = (f"Epoch {latest['epoch']}/{latest['epochs']} · batch {latest['batch']}/{latest['batches_per_epoch']}"
+            f" · {latest['images_per_second']:,.0f} img/s")
+    if snap.status in ("running", "stopping"):
+        text += f" · ETA {format_eta(latest['eta_seconds'])}"
+    return min(max(latest["progress"], 0.0), 1.0), text
+
+
+def _status_body() -> None:
+    job = state.active_job()
+    for entry in state.runs().values():  # keep every live job of this session alive
+        if entry.job is not None:
+            entry.job.heartbeat()
+    if job is None:
+        if st.session_state.get("_status_was_active"):
+            st.session_state["_status_was_active"] = False
+            st.rerun()  # a run just ended: redraw the whole page with its results
+        return
+    st.session_state["_status_was_active"] = True
+    snap = job.snapshot()
+    st.markdown(f"**Training** `{snap.id}`  \n{snap.label}")
+    fraction, text = progress_text(snap)
+    st.progress(fraction, text=text)
+    if snap.latest:
+        st.caption(f"loss {snap.latest['smoothed_loss']:.4f} · train acc {snap.latest['running_accuracy']:.1f}%")
+    if st.button("Stop training", key="sidebar_stop", icon=":material/stop:", disabled=snap.status == "stopping"):
+        job.stop()
+        st.rerun()
+
+
+def training_status() -> None:
+    """Draw the status block in the sidebar; refreshes itself only while a run is active."""
+    active = state.active_job() is not None
+    with st.sidebar:
+        st.fragment(run_every=REFRESH_SECONDS if active else None)(_status_body)()

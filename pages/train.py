@@ -1,0 +1,231 @@
+"""Train: set the knobs, start/stop/resume a run, watch it learn live, compare and save runs."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.status import REFRESH_SECONDS, progress_text
+from dashboard.widgets import keep
+from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, checkpoint_bytes, load_checkpoint
+from simplecnn.codegen import training_script
+from simplecnn.data import DataError
+from simplecnn.jobs import TrainingJob
+from simplecnn.plots import training_curves
+from simplecnn.training import OPTIMIZERS, TrainConfig
+
+LEARNING_RATES = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0]
+BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]
+SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 30000, None]
+OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "momentum": "SGD + momentum 0.9", "rmsprop": "RMSProp",
+                   "adagrad": "Adagrad"}
+
+
+def settings_ui() -> TrainConfig:
+    """Draw the training controls and return the config they describe."""
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        lr = st.select_slider("Learning rate (log scale)", LEARNING_RATES, format_func=lambda v: f"{v:g}",
+                              help="Step size of the optimizer. Too high diverges, too low crawls.",
+                              **keep("train_lr", 1e-3))
+        optimizer = st.selectbox("Optimizer", OPTIMIZERS, format_func=OPTIMIZER_NAMES.get,
+                                 **keep("train_optimizer", "adam"))
+        batch_norm = st.toggle("Batch normalization", help="BatchNorm2d after each convolution",
+                               **keep("train_batch_norm", True))
+    with c2:
+        dropout1 = st.slider("Dropout after conv block 1", 0.0, 0.9, step=0.05, **keep("train_dropout1", 0.45))
+        dropout2 = st.slider("Dropout after conv block 2", 0.0, 0.9, step=0.05, **keep("train_dropout2", 0.35))
+        batch_size = st.select_slider("Batch size", BATCH_SIZES, **keep("train_batch_size", 64))
+    with c3:
+        epochs = st.number_input("Epochs", min_value=1, max_value=100, step=1, **keep("train_epochs", 2))
+        subset = st.select_slider("Training images (train + validation)", SUBSETS,
+                                  format_func=lambda v: "all 60,000" if v is None else f"{v:,}",
+                                  help="Fewer images train faster; the full set gives the best model.",
+                                  **keep("train_subset", 5000))
+        validation_split = st.slider("Validation split", 0.05, 0.5, step=0.05, **keep("train_val_split", 0.2))
+    with st.expander("More settings"):
+        a1, a2, a3 = st.columns(3)
+        seed = a1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **keep("train_seed", 0))
+        weight_decay = a2.select_slider("Weight decay (L2)", [0.0, 1e-5, 1e-4, 1e-3, 1e-2],
+                                        format_func=lambda v: f"{v:g}", **keep("train_wd", 0.0))
+        schedule = a3.selectbox("Learning-rate schedule", ["constant", "onecycle", "cosine"],
+                                **keep("train_schedule", "constant"))
+        b1, b2 = st.columns(2)
+        augment = b1.toggle("Augment: random ±2 px shifts", **keep("train_augment", False))
+        custom_lr = b2.number_input("Exact learning rate (0 = use the slider)", min_value=0.0, max_value=100.0,
+                                    format="%g", **keep("train_custom_lr", 0.0))
+    return TrainConfig(
+        learning_rate=float(custom_lr or lr), epochs=int(epochs), batch_size=int(batch_size),
+        validation_split=float(validation_split), dropout1=float(dropout1), dropout2=float(dropout2),
+        batch_norm=bool(batch_norm), optimizer=optimizer, weight_decay=float(weight_decay), subset=subset,
+        seed=int(seed), dataset=state.dataset_name(), lr_schedule=schedule, augment=bool(augment))
+
+
+def start_run(config: TrainConfig) -> None:
+    if state.active_job() is not None:
+        st.warning("A run is already training. Stop it first, or wait for it to finish.")
+        return
+    try:
+        job = TrainingJob(config, state.dataset(), state.scheduler())
+    except (ValueError, DataError) as exc:
+        st.error(f"Cannot start: {exc}")
+        return
+    state.add_run(state.RunEntry(id=job.id, label=job.label, dataset=config.dataset, job=job))
+    st.session_state["current_run_id"] = job.id
+    st.session_state["model_key"] = job.id
+    job.start()
+    st.rerun()
+
+
+def controls_ui(config: TrainConfig) -> None:
+    run = state.current_run()
+    snap = run.snapshot() if run and run.job else None
+    b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 3])
+    if b1.button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
+                 help="Start a new run with the settings above"):
+        start_run(config)
+    if b2.button("Stop", icon=":material/stop:", width="stretch", disabled=not (snap and snap.active)):
+        if not run.job.stop():
+            st.info("This run is not training.")
+        st.rerun()
+    if b3.button("Resume", icon=":material/resume:", width="stretch",
+                 disabled=not (snap and snap.can_resume)):
+        if state.active_job() is not None:
+            st.warning("Another run is training; stop it before resuming this one.")
+        elif run.job.start():
+            st.rerun()
+    if b4.button("Reset", icon=":material/restart_alt:", width="stretch",
+                 disabled=snap is None or snap.active,
+                 help="Start over with a fresh, untrained model; finished runs stay in the history"):
+        st.session_state.pop("current_run_id", None)
+        st.rerun()
+    if snap is None:
+        n = config.subset or 60000
+        n_train = n - round(n * config.validation_split)
+        if config.batch_size > n_train:
+            st.info(f"The batch size ({config.batch_size}) is larger than the training split ({n_train:,} "
+                    f"images): each epoch will be a single batch of {n_train:,}.")
+
+
+def live_ui() -> None:
+    """Progress, metrics and curves of the current run; refreshed every second while it trains."""
+    run = state.current_run()
+    if run is None or run.job is None:
+        st.info("Set the knobs above and press **Start**. Training runs in the background: you can visit "
+                "other pages while it learns, and stop it from the sidebar.")
+        return
+    job = run.job
+    job.heartbeat()
+    snap = job.snapshot()
+    fraction, text = progress_text(snap)
+    st.progress(fraction if snap.status not in ("finished",) else 1.0, text=f"**{snap.id}** · {snap.status} · {text}")
+    if snap.status == "diverged":
+        st.error(snap.message, icon=":material/error:")
+    elif snap.status == "failed":
+        st.error(snap.message, icon=":material/error:")
+    elif snap.status in ("stopped", "cancelled"):
+        st.warning(f"{snap.message} Press **Resume** to continue from here.", icon=":material/pause:")
+    elif snap.status == "finished":
+        st.success(snap.message, icon=":material/check_circle:")
+    if snap.history.warning and snap.status != "diverged":
+        st.warning(snap.history.warning, icon=":material/warning:")
+    m1, m2, m3, m4 = st.columns(4)
+    last = snap.history.last_epoch
+    if snap.latest:
+        m1.metric("Batch loss (smoothed)", f"{snap.latest['smoothed_loss']:.4f}")
+        m2.metric("Train accuracy (this epoch)", f"{snap.latest['running_accuracy']:.1f}%")
+    if last and last.get("val_accuracy") is not None:
+        m3.metric("Validation accuracy", f"{last['val_accuracy']:.2f}%", help=f"after epoch {last['epoch']}")
+        m4.metric("Validation loss", f"{last['val_loss']:.4f}")
+    others = [(r.label + f" ({r.id})", r.snapshot().history) for r in overlay_runs() if r.id != run.id]
+    st.plotly_chart(training_curves(snap.history, other_runs=others, label=f"{run.label} ({run.id})"),
+                    width="stretch", theme=None, key="train_curves")
+    if snap.status in ("running", "queued", "stopping"):
+        st.caption(f"Compute path: {snap.history.compute_path or 'starting'}")
+
+
+def overlay_runs() -> list[state.RunEntry]:
+    chosen = st.session_state.get("train_overlay", [])
+    return [state.runs()[i] for i in chosen if i in state.runs() and state.runs()[i].job is not None]
+
+
+def history_ui() -> None:
+    trained = [r for r in state.runs().values() if r.job is not None]
+    if not trained:
+        st.caption("Every run you start is kept here for this session: compare their settings and overlay "
+                   "their curves.")
+        return
+    rows = []
+    for r in trained:
+        s = r.snapshot()
+        val = [e["val_accuracy"] for e in s.history.epochs if e.get("val_accuracy") is not None]
+        rows.append({"run": r.id, "settings": r.label, "status": s.status, "epochs": f"{s.epoch}/{s.epochs}",
+                     "best val acc %": round(max(val), 2) if val else None,
+                     "train time s": round(s.history.seconds, 1),
+                     "images/s": round(s.history.images_seen / s.history.seconds) if s.history.seconds else None})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    ids = [r.id for r in trained]
+    labels = {r.id: f"{r.id}: {r.label}" for r in trained}
+    st.multiselect("Overlay these runs' curves on the chart", ids, format_func=labels.get, key="train_overlay")
+
+
+def checkpoint_ui() -> None:
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Download a run's checkpoint**")
+        ready = {r.id: r for r in state.runs().values() if r.job is not None and r.snapshot().epoch > 0
+                 and not r.snapshot().active}
+        if not ready:
+            st.caption("A run that has finished at least one epoch (and is not training) can be saved here.")
+        else:
+            run_id = st.selectbox("Run", list(ready), format_func=lambda i: f"{i}: {ready[i].label}",
+                                  key="train_ckpt_run")
+            entry = ready[run_id]
+            snap = entry.snapshot()
+            data = checkpoint_bytes(entry.job.model(), config=snap.config, history=snap.history.to_dict(),
+                                    metrics={"val_accuracy": (snap.history.last_epoch or {}).get("val_accuracy")})
+            st.download_button("Download checkpoint (.pt)", data, file_name=f"simplecnn-{run_id}.pt",
+                               mime="application/octet-stream", icon=":material/download:")
+    with c2:
+        st.markdown("**Load a checkpoint**")
+        upload = st.file_uploader("SimpleCNN checkpoint (.pt)", type=["pt", "pth"], key="train_upload",
+                                  help=f"At most {MAX_CHECKPOINT_BYTES // (1024 * 1024)} MB. Loaded with "
+                                       "torch.load(weights_only=True): files that would run code are refused.")
+        if upload is not None and st.session_state.get("train_upload_done") != upload.file_id:
+            add_uploaded(upload)
+
+
+def add_uploaded(upload) -> None:
+    st.session_state["train_upload_done"] = upload.file_id
+    if upload.size > MAX_CHECKPOINT_BYTES:
+        st.error(f"{upload.name} is {upload.size / 1e6:.1f} MB; a SimpleCNN checkpoint is about 2.4 MB "
+                 f"(limit {MAX_CHECKPOINT_BYTES // (1024 * 1024)} MB).")
+        return
+    try:
+        model, meta = load_checkpoint(upload.getvalue())
+    except ValueError as exc:
+        st.error(f"Could not load {upload.name}: {exc}")
+        return
+    config = meta.get("config") or {}
+    label = TrainConfig.from_dict(config).label() if config else upload.name
+    dataset = config.get("dataset", "mnist")
+    entry = state.add_run(state.RunEntry(id=state.new_run_id(), label=f"{label} [{upload.name}]",
+                                         dataset=dataset, model=model, meta=meta))
+    st.session_state["model_key"] = entry.id
+    st.success(f"Loaded {upload.name} as {entry.id}. It is now the model used on the Draw, Inside and "
+               "Results pages.")
+
+
+st.title("Train the network")
+st.caption(f"Dataset: **{state.dataset_name()}** · SimpleCNN, 582,218 parameters · "
+           f"trainings on this server at once: {state.scheduler().max_concurrent}")
+config = settings_ui()
+controls_ui(config)
+active = state.active_job() is not None
+st.fragment(run_every=REFRESH_SECONDS if active else None)(live_ui)()
+st.subheader("Run history")
+history_ui()
+st.subheader("Checkpoints")
+checkpoint_ui()
+with st.expander("Show the code: these settings as a plain PyTorch script", icon=":material/code:"):
+    st.code(training_script(config), language="python")
