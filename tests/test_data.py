@@ -71,3 +71,14 @@ def test_truncated_or_garbage_file(copy_of_data):
 
 def test_sizes_table_matches_the_readme():
     assert MNIST_FILES["train-images-idx3-ubyte"][0] == 60000 * 28 * 28 + 16
+
+
+def test_fashion_mnist_from_debian_package_when_installed():
+    if not data.fashion_available():
+        if __import__("os").environ.get("CI") == "true":
+            pytest.fail("CI installs dataset-fashion-mnist; it should be available")
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    fashion = load_dataset("fashion-mnist")
+    assert fashion.train_images.shape == (60000, 28, 28) and fashion.classes[9] == "Ankle boot"
+    assert torch.bincount(fashion.train_labels).tolist() == [6000] * 10
+    assert fashion.train_labels[:5].tolist() == [9, 0, 0, 3, 0]  # the dataset's known first labels
