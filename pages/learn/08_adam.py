@@ -1,0 +1,122 @@
+"""Lesson 8: Adam, one step at a time, on a bowl-shaped loss, checked against torch.optim.Adam."""
+import copy
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from dashboard import nav
+from dashboard.state import active_model, dataset
+from simplecnn.data import to_float
+from simplecnn.lessons.adam_table import (AdamSettings, Bowl, adam_by_hand, check_against_torch,
+                                          first_step_on_model, first_step_sizes, torch_adam_thetas)
+from simplecnn.lessons.figures_b import adam_path_figure
+from simplecnn.model import SimpleCNN
+from simplecnn.training import TrainConfig
+
+
+@st.cache_resource
+def _untrained_model() -> SimpleCNN:
+    torch.manual_seed(0)
+    return SimpleCNN().eval()
+
+
+st.title("8 · Adam step by step")
+st.markdown(
+    "Plain gradient descent moves every parameter by *learning rate × gradient*, so a steep "
+    "direction gets huge steps and a flat one barely moves. Adam fixes this by keeping two running "
+    "averages per parameter: **m**, a smoothed gradient (momentum: it remembers which way we have "
+    "been going), and **v**, a smoothed *squared* gradient (how large the gradients usually are).\n\n"
+    "The step is m divided by √v. Dividing a gradient by its own typical size leaves roughly its "
+    "sign, so each step is about α long, whatever the scale of the loss. Both averages start at 0, "
+    "which makes them too small for the first few steps; dividing by 1 − βᵗ (the *bias correction*) "
+    "undoes that. Below, Adam runs on the bowl L(θ) = k·(θ − 3)², written out by hand and compared "
+    "with PyTorch's own optimizer.")
+st.latex(r"""\begin{aligned}
+g_t &= \nabla_\theta L(\theta_{t-1}) &
+m_t &= \beta_1 m_{t-1} + (1-\beta_1)\,g_t &
+v_t &= \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2 \\
+\hat m_t &= \frac{m_t}{1-\beta_1^t} &
+\hat v_t &= \frac{v_t}{1-\beta_2^t} &
+\theta_t &= \theta_{t-1} - \alpha\,\frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
+\end{aligned}""")
+
+st.subheader("Try it")
+c1, c2, c3, c4 = st.columns(4)
+lr = c1.number_input("α (learning rate)", min_value=0.0001, max_value=10.0, value=0.1, step=0.05,
+                     format="%.4g", key="adam_lr")
+beta1 = c2.slider("β₁ (momentum)", 0.0, 0.99, 0.9, 0.01, key="adam_beta1")
+beta2 = c3.select_slider("β₂", options=[0.5, 0.9, 0.99, 0.999, 0.9999], value=0.999, key="adam_beta2")
+eps = c4.select_slider("ε", options=[1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0], value=1e-8,
+                       format_func=lambda e: f"{e:.0e}", key="adam_eps")
+c5, c6, c7 = st.columns(3)
+k = c5.select_slider("bowl steepness k", options=[0.01, 0.1, 1.0, 10.0, 100.0], value=1.0, key="adam_k")
+theta0 = c6.number_input("start θ₀", min_value=-20.0, max_value=20.0, value=0.0, step=0.5, key="adam_theta0")
+steps = c7.slider("steps", 3, 40, 10, key="adam_steps")
+
+settings = AdamSettings(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+bowl = Bowl(k=k, c=3.0)
+rows = adam_by_hand(bowl, theta0, settings, steps)
+check = check_against_torch(rows, torch_adam_thetas(bowl, theta0, settings, steps))
+st.caption(f"Loss: ${bowl.latex()}$, minimum at θ = {bowl.c:g}")
+table = pd.DataFrame([{"t": r.t, "θ before": r.theta, "gₜ": r.grad, "mₜ": r.m, "vₜ": r.v, "m̂ₜ": r.m_hat,
+                       "v̂ₜ": r.v_hat, "step α·m̂/(√v̂+ε)": r.update, "θ after": r.theta_next,
+                       "L(θ after)": r.loss_next} for r in rows])
+st.dataframe(table.style.format({c: "{:.6g}" for c in table.columns if c != "t"}), hide_index=True,
+             width="stretch")
+verdict = "yes" if check.matches else "NO"
+(st.success if check.matches else st.error)(
+    f"Hand-written table matches `torch.optim.Adam` (float64, same settings): **{verdict}**, "
+    f"largest difference in θ over {steps} steps: {check.max_difference:.1e}")
+st.plotly_chart(adam_path_figure(bowl, rows), width="stretch")
+st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "
+           "so the step is α·g/(|g| + ε), about α in the direction of −g.")
+
+st.subheader("Where Adam acts in SimpleCNN")
+model, label = active_model()
+if model is None:
+    st.info(label)
+    model = _untrained_model()
+    label = "untrained SimpleCNN (random weights; no trained model is available)"
+work = copy.deepcopy(model).cpu().float()
+n_params = work.num_parameters()
+ds = dataset()
+defaults = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults
+st.markdown(
+    f"The trainer builds `torch.optim.Adam` over all **{n_params:,}** parameters of *{label}*, so "
+    f"Adam stores {2 * n_params:,} extra numbers (one m and one v each). The Train page starts with "
+    f"α = {TrainConfig().learning_rate:g}, and torch's defaults are β₁ = {defaults['betas'][0]}, "
+    f"β₂ = {defaults['betas'][1]}, ε = {defaults['eps']:g}.")
+st.markdown(f"Here is **Adam's first step on the real `fc2.bias`** (10 numbers), after one batch of 64 "
+            f"training images with α = {lr:g} and your β₁, β₂, ε:")
+images = to_float(ds.train_images[:64])
+real = first_step_on_model(work, images, ds.train_labels[:64], settings, "fc2.bias")
+st.dataframe(pd.DataFrame([{"class": ds.classes[s.index], "gradient g₁": s.grad, "m₁": s.m, "v₁": s.v,
+                            "step by hand": s.update_by_hand, "step by torch": s.update_by_torch}
+                           for s in real]).style.format("{:.3g}", subset=["gradient g₁", "m₁", "v₁",
+                                                                             "step by hand", "step by torch"]),
+             hide_index=True, width="stretch")
+grads = [abs(s.grad) for s in real if s.grad != 0]
+if grads:
+    st.caption(f"The gradients span a factor of {max(grads) / min(grads):,.0f} in size, yet every step is "
+               f"close to α = {lr:g} (from {min(abs(s.update_by_torch) for s in real):.3g} to "
+               f"{max(abs(s.update_by_torch) for s in real):.3g}).")
+nav.link(nav.TRAIN, "Train a model with Adam (or compare it with SGD) on the Train page", icon=":material/model_training:")
+
+st.subheader("Predict, then check")
+options = ["about 100 times larger", "about the same size", "about 100 times smaller"]
+guess = st.radio(f"Make the bowl 100 times steeper (k = 100 instead of k = 1), with your α = {lr:g}. "
+                 "How long is Adam's first step now?", options, index=None, key="adam_guess")
+if st.button("Check by running it", key="adam_check"):
+    st.session_state["adam_checked"] = True
+if st.session_state.get("adam_checked"):
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        sizes = first_step_sizes((1.0, 100.0), theta0 if theta0 != 3.0 else 0.0, settings)
+        ratio = sizes[100.0] / sizes[1.0]
+        truth = options[0] if ratio > 3 else options[2] if ratio < 1 / 3 else options[1]
+        (st.success if guess == truth else st.error)(
+            f"{'Right' if guess == truth else 'Not quite'}: torch.optim.Adam moved θ by {sizes[1.0]:.6g} "
+            f"for k = 1 and by {sizes[100.0]:.6g} for k = 100 (ratio {ratio:.4g}), so the answer is "
+            f"**{truth}**. The gradient is 100× larger, but so is √v̂, and the two cancel.")

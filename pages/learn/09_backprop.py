@@ -1,0 +1,106 @@
+"""Lesson 9: backpropagation as the chain rule, on a four-node graph with real numbers."""
+import pandas as pd
+import streamlit as st
+import torch
+
+from dashboard import nav
+from dashboard.state import active_model, dataset
+from simplecnn.data import to_float
+from simplecnn.lessons.backprop import GRAD_NAMES, gradient_step, model_gradients, trace
+from simplecnn.lessons.figures_b import backprop_graph_figure, gradient_norms_figure
+from simplecnn.model import SimpleCNN
+
+
+@st.cache_resource
+def _untrained_model() -> SimpleCNN:
+    torch.manual_seed(0)
+    return SimpleCNN().eval()
+
+
+st.title("9 · Backpropagation")
+st.markdown(
+    "A network is a chain of small functions. To learn, we need to know how the loss changes when "
+    "we nudge each weight: the gradient. Backpropagation gets every gradient in one backward sweep. "
+    "It starts at the loss, where ∂L/∂L = 1, and walks the graph in reverse. At each node it "
+    "multiplies the gradient that arrived from above by that node's *local* derivative, which only "
+    "needs numbers saved during the forward pass.\n\n"
+    "The graph below is one neuron: z = w·x + b, a = σ(z), and a squared-error loss against a "
+    "target t. Change the inputs and follow the numbers forward (black) and backward (red).")
+st.latex(r"\frac{\partial L}{\partial w} = \underbrace{2(a-t)}_{\partial L/\partial a}\cdot"
+         r"\underbrace{\sigma(z)\,(1-\sigma(z))}_{\partial a/\partial z}\cdot"
+         r"\underbrace{x}_{\partial z/\partial w}")
+
+c1, c2, c3, c4 = st.columns(4)
+x = c1.number_input("input x", -5.0, 5.0, 1.5, 0.1, key="bp_x")
+w = c2.number_input("weight w", -5.0, 5.0, 0.8, 0.1, key="bp_w")
+b = c3.number_input("bias b", -5.0, 5.0, -0.2, 0.1, key="bp_b")
+t = c4.number_input("target t", 0.0, 1.0, 1.0, 0.05, key="bp_t")
+tr = trace(x, w, b, t)
+st.plotly_chart(backprop_graph_figure(tr), width="stretch", config={"displayModeBar": False})
+st.caption("Black arrows: the forward pass. Red arrows: the backward pass, each multiplying by a local derivative.")
+
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Forward pass** (left to right)")
+    st.dataframe(pd.DataFrame([
+        {"node": "z = w·x + b", "value": tr.z},
+        {"node": "a = σ(z)", "value": tr.a},
+        {"node": "L = (a − t)²", "value": tr.loss},
+    ]).style.format({"value": "{:.6g}"}), hide_index=True, width="stretch")
+with right:
+    st.markdown("**Backward pass** (right to left)")
+    formulas = {"L": "1 (start)", "a": "2(a − t)", "z": "∂L/∂a · σ(z)(1 − σ(z))", "w": "∂L/∂z · x",
+                "b": "∂L/∂z · 1", "x": "∂L/∂z · w"}
+    st.dataframe(pd.DataFrame([{"gradient": f"∂L/∂{n}", "chain rule": formulas[n], "by hand": tr.grads[n],
+                                "autograd": tr.autograd[n]} for n in GRAD_NAMES])
+                 .style.format({"by hand": "{:.6g}", "autograd": "{:.6g}"}), hide_index=True, width="stretch")
+ok = tr.max_difference() < 1e-12
+(st.success if ok else st.error)(f"Every hand-computed gradient equals `torch.autograd`: **{'yes' if ok else 'no'}** "
+                                 f"(largest difference {tr.max_difference():.1e}).")
+
+lr = st.slider("learning rate for one gradient-descent step on w and b", 0.0, 5.0, 1.0, 0.1, key="bp_lr")
+new_w, new_b, new_loss = gradient_step(tr, lr)
+st.markdown(f"w ← {w:g} − {lr:g}·({tr.grads['w']:.4g}) = **{new_w:.4g}**, "
+            f"b ← {b:g} − {lr:g}·({tr.grads['b']:.4g}) = **{new_b:.4g}**; "
+            f"the loss goes from {tr.loss:.4g} to **{new_loss:.4g}**.")
+
+st.subheader("Where backprop acts in SimpleCNN")
+model, label = active_model()
+if model is None:
+    st.info(label)
+    model = _untrained_model()
+    label = "untrained SimpleCNN (random weights; no trained model is available)"
+ds = dataset()
+grads = model_gradients(model, to_float(ds.test_images[:64]), ds.test_labels[:64])
+st.markdown(
+    f"`loss.backward()` does exactly this for *{label}*, through 14 stages and "
+    f"{model.num_parameters():,} parameters. Here is one backward pass on 64 test digits "
+    f"(cross-entropy {grads.loss:.4f}). The last link can be checked by hand: for softmax with "
+    "cross-entropy, ∂L/∂(fc2 bias) is the batch average of (predicted probabilities − one-hot target).")
+st.latex(r"\frac{\partial L}{\partial b^{\text{fc2}}_k} = \frac{1}{N}\sum_{n=1}^{N}\left(p_{n,k} - y_{n,k}\right)")
+cmp = pd.DataFrame({"class": list(ds.classes), "by hand": grads.fc2_bias_by_hand,
+                    "autograd": grads.fc2_bias_autograd})
+g1, g2 = st.columns([1, 1])
+g1.dataframe(cmp.style.format({c: "{:.3e}" for c in cmp.columns[1:]}), hide_index=True, width="stretch")
+g1.caption(f"∂L/∂(fc2 bias): mean(p − y) by hand vs `fc2.bias.grad`. Largest difference: "
+           f"{grads.max_difference():.1e}")
+g2.plotly_chart(gradient_norms_figure(grads.norms), width="stretch")
+nav.link(nav.INSIDE, "See the gradients of a digit on the Inside page", icon=":material/biotech:")
+
+st.subheader("Predict, then check")
+options = ["positive", "negative", "zero"]
+guess = st.radio(f"With x = {x:g}, w = {w:g}, b = {b:g} and t = {t:g}: what sign will ∂L/∂w have?",
+                 options, index=None, horizontal=True, key="bp_guess")
+st.caption("Hint: follow the signs of the three factors in the formula above.")
+if st.button("Check by running it", key="bp_check"):
+    st.session_state["bp_checked"] = True
+if st.session_state.get("bp_checked"):
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        grad_w = tr.autograd["w"]
+        truth = options[2] if grad_w == 0 else options[0] if grad_w > 0 else options[1]
+        (st.success if guess == truth else st.error)(
+            f"{'Right' if guess == truth else 'Not quite'}: autograd says ∂L/∂w = {grad_w:.6g}, so it is "
+            f"**{truth}**. The factors were 2(a − t) = {tr.local['dL/da']:.4g}, σ'(z) = {tr.local['da/dz']:.4g} "
+            f"(always positive) and x = {x:g}.")

@@ -1,0 +1,105 @@
+"""Lesson 10: dropout on the real activations that enter SimpleCNN's first dropout layer."""
+import copy
+
+import numpy as np
+import streamlit as st
+import torch
+
+from dashboard import nav
+from dashboard.state import active_model, dataset
+from simplecnn.inspection import activations
+from simplecnn.lessons.figures_b import dropout_maps_figure, monte_carlo_figure
+from simplecnn.lessons.regularization import dropout_view, monte_carlo_expectation, values_seen_in_training
+from simplecnn.model import SimpleCNN
+
+
+@st.cache_resource
+def _untrained_model() -> SimpleCNN:
+    torch.manual_seed(0)
+    return SimpleCNN().eval()
+
+
+st.title("10 · Dropout")
+st.markdown(
+    "A big network can memorise its training images by letting a few units team up on details "
+    "that only exist in those images. Dropout breaks up such teams: during training, every unit is "
+    "switched off with probability p on each forward pass, so no unit can count on any other one "
+    "being there.\n\n"
+    "Switching units off makes the layer's output smaller on average, so the units that survive are "
+    "multiplied by 1/(1 − p). Then the *expected* output during training equals the plain output, "
+    "and at inference time (eval mode) the layer can simply pass everything through unchanged.")
+st.latex(r"\text{training: }\tilde h_i = \begin{cases} 0 & \text{with probability } p \\[2pt] \dfrac{h_i}{1-p} & "
+         r"\text{with probability } 1-p \end{cases} \qquad \text{eval: } \tilde h_i = h_i")
+st.latex(r"\mathbb{E}[\tilde h_i] = p\cdot 0 + (1-p)\cdot\frac{h_i}{1-p} = h_i")
+
+model, label = active_model()
+if model is None:
+    st.info(label)
+    model = _untrained_model()
+    label = "untrained SimpleCNN (random weights; no trained model is available)"
+work = copy.deepcopy(model).cpu().float().eval()
+ds = dataset()
+
+c1, c2, c3, c4 = st.columns(4)
+index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="do_index")
+p = c2.slider("dropout rate p", 0.0, 0.9, float(work.dropout1.p), 0.05, key="do_p")
+seed = c3.number_input("mask seed", 0, 10_000, 0, key="do_seed")
+channel = c4.slider("channel", 0, work.conv1.out_channels - 1, 0, key="do_channel")
+
+acts = activations(work, ds.test_images[int(index)], mode="eval")
+h = acts["max1"]  # (1, 32, 12, 12): exactly what enters dropout1
+view = dropout_view(work.dropout1, h, p, int(seed))
+st.caption(f"Model: {label} · digit #{int(index)} (label {ds.classes[int(ds.test_labels[int(index)])]}) · "
+           f"h = output of max1, shape {tuple(h.shape)}, entering `dropout1`")
+st.plotly_chart(dropout_maps_figure(view, channel), width="stretch")
+m1, m2, m3 = st.columns(3)
+m1.metric("units kept in this mask", f"{view.kept_fraction:.1%}", f"expected {1 - p:.0%}", delta_color="off")
+m2.metric("scale on kept units", f"{view.scale:.4g}", "= 1/(1 − p)", delta_color="off")
+same = torch.equal(view.train_output, view.activations * view.scaled_mask)
+m3.metric("module output = h × mask", "yes" if same else "no",
+          f"eval output = h: {'yes' if torch.equal(view.eval_output, view.activations) else 'no'}", delta_color="off")
+st.caption(f"Channel {channel}: white mask cells keep the unit and multiply it by {view.scale:.4g}. "
+           "The mask is drawn by the model's own dropout module (a seeded copy of "
+           f"`{type(work.dropout1).__name__}`), and the training output is that module's output for h.")
+
+st.markdown("**Monte-Carlo check.** Average the training output over K random masks: the average should "
+            "approach the eval output, with an error that shrinks like 1/√K.")
+mc = monte_carlo_expectation(work.dropout1, h, p, int(seed))
+st.plotly_chart(monte_carlo_figure(mc), width="stretch")
+st.caption(f"Mean absolute error: {mc.mean_abs_error[0]:.4g} with one mask, {mc.mean_abs_error[-1]:.4g} "
+           f"with {mc.counts[-1]:,} masks (over all {h.numel():,} units).")
+
+st.subheader("Where dropout acts in SimpleCNN")
+st.markdown(
+    f"`dropout1` (p = {work.dropout1.p:g}) sits after the first pooling layer, on "
+    f"{acts['max1'][0].numel():,} values shaped {tuple(acts['max1'].shape[1:])}; `dropout2` "
+    f"(p = {work.dropout2.p:g}) sits after the second, on {acts['max2'][0].numel():,} values shaped "
+    f"{tuple(acts['max2'].shape[1:])}. In training mode the whole network's answer wobbles from pass to pass:")
+probs = np.array([activations(work, ds.test_images[int(index)], mode="train", seed=s)["softmax"][0].numpy()
+                  for s in range(20)])  # (20, 10)
+eval_probs = acts["softmax"][0].numpy()
+best = int(eval_probs.argmax())
+st.markdown(f"Over 20 training-mode passes of digit #{int(index)}, the probability of class "
+            f"**{ds.classes[best]}** ranged from **{probs[:, best].min():.1%}** to **{probs[:, best].max():.1%}** "
+            f"(mean {probs[:, best].mean():.1%}); eval mode gives **{eval_probs[best]:.1%}** every time.")
+nav.link(nav.INSIDE, "Watch dropout masks in the live network on the Inside page", icon=":material/biotech:")
+
+st.subheader("Predict, then check")
+p_real = float(work.dropout1.p)
+kept = 1.0 / (1.0 - p_real)
+options = list(dict.fromkeys(["always 1", "0 or 1", f"0 or {kept:.4g}", f"always {1 - p_real:.4g}"]))
+guess = st.radio(f"`dropout1` has p = {p_real:g}. In training mode, feed it a tensor in which every value is 1. "
+                 "Which values come out?", options, index=None, key="do_guess")
+if st.button("Check by running it", key="do_check"):
+    st.session_state["do_checked"] = True
+if st.session_state.get("do_checked"):
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        seen = values_seen_in_training(work.dropout1, 1.0, p_real, seed=int(seed))
+        seen_text = " or ".join(f"{v:.4g}" for v in seen)
+        truth = next((o for o in options if o == ("always " if len(seen) == 1 else "") + seen_text),
+                     seen_text)
+        (st.success if guess == truth else st.error)(
+            f"{'Right' if guess == truth else 'Not quite'}: over 10,000 units the module produced "
+            f"**{seen_text}**. Dropped units give 0; kept ones are scaled by 1/(1 − {p_real:g}) = {kept:.4g}.")

@@ -1,0 +1,98 @@
+"""Lesson 13: the MNIST dataset, described by numbers computed from its own tensors."""
+import streamlit as st
+import torch
+
+from dashboard import nav
+from dashboard.state import active_model, shared_dataset
+from simplecnn.data import split_indices
+from simplecnn.lessons.dataset_stats import (class_counts, mean_images, mosaic, most_common_class,
+                                             pixel_stats, sample_indices)
+from simplecnn.lessons.figures_b import class_balance_figure, image_row_figure
+from simplecnn.training import TrainConfig
+
+
+@st.cache_data(show_spinner="Counting the dataset…")
+def _summary(name: str) -> dict:
+    """Read-only facts about a dataset, computed once per server."""
+    ds = shared_dataset(name)
+    return {
+        "train_counts": class_counts(ds.train_labels, ds.num_classes),
+        "test_counts": class_counts(ds.test_labels, ds.num_classes),
+        "means": mean_images(ds.train_images, ds.train_labels, ds.num_classes),
+        "pixels": pixel_stats(ds.train_images),
+    }
+
+
+ds = shared_dataset("mnist")
+summary = _summary("mnist")
+n_train, n_test = len(ds.train_labels), len(ds.test_labels)
+height, width = ds.train_images.shape[1:]
+
+st.title("13 · The MNIST dataset")
+st.markdown(
+    f"MNIST is a collection of **{n_train + n_test:,}** handwritten digits, split into **{n_train:,}** "
+    f"training images and **{n_test:,}** test images. Each image is {height}×{width} grey pixels "
+    f"({height * width} numbers from 0 for the background to 255 for full ink), showing one digit from "
+    f"0 to 9, centred by its centre of mass. The training and test digits were written by different people.\n\n"
+    "Yann LeCun, Corinna Cortes and Christopher Burges built it in 1998 by re-mixing two NIST "
+    "collections (one written by US Census Bureau staff, one by high-school students) and size-"
+    "normalising the digits. It is small enough to train on a laptop, yet hard enough that the "
+    "differences between models show, which is why it became the first dataset most people meet. "
+    "It is distributed under the Creative Commons Attribution-Share Alike 3.0 licence (CC BY-SA 3.0).")
+px = summary["pixels"]
+st.latex(rf"x = \frac{{\text{{pixel}}}}{{255}} \in [0, 1],\qquad \mu = \overline{{x}} = {px.mean:.4f},"
+         rf"\qquad \sigma = {px.std:.4f}")
+st.caption(f"μ and σ are computed here from all {n_train * height * width:,} training pixels; "
+           f"{px.zero_fraction:.1%} of them are exactly 0 (pure background).")
+
+st.subheader("Samples of each class")
+c1, c2 = st.columns([1, 3])
+per_class = c1.slider("samples per class", 4, 16, 10, key="mn_per_class")
+seed = c1.number_input("random seed", 0, 10_000, 0, key="mn_seed")
+picked = sample_indices(ds.train_labels, per_class, int(seed), ds.num_classes)  # (10, per_class)
+c1.caption("One row per digit, 0 at the top. Pixels are shown as stored (white = 255).")
+c2.image(mosaic(ds.train_images, picked), width=min(760, 44 * per_class), clamp=True)
+
+st.subheader("Class balance")
+st.plotly_chart(class_balance_figure(summary["train_counts"], summary["test_counts"], ds.classes), width="stretch")
+tc = summary["train_counts"]
+st.caption(f"Training counts sum to {sum(tc):,}; the largest class has {max(tc):,} images and the smallest "
+           f"{min(tc):,}, so the classes are close to balanced (a model cannot score well by always guessing "
+           "one digit: the best it could do is "
+           f"{max(tc) / sum(tc):.1%}).")
+
+st.subheader("The average digit")
+st.plotly_chart(image_row_figure(summary["means"], [f"mean {c}" for c in ds.classes], zmax=1.0, height=150),
+                width="stretch")
+st.caption("Each picture is the pixel-wise mean of all training images of that class: where the ink usually is.")
+
+st.subheader("Where MNIST enters SimpleCNN")
+model, label = active_model()
+train_idx, val_idx = split_indices(n_train, TrainConfig().validation_split)
+if model is None:
+    st.info(label)
+outputs = model.fc2.out_features if model is not None else ds.num_classes
+st.markdown(
+    f"SimpleCNN takes a batch shaped (N, 1, {height}, {width}) (one grey channel) and ends in "
+    f"{outputs} outputs, one per class. The Train page holds out {TrainConfig().validation_split:.0%} of the "
+    f"training images for validation: {len(train_idx):,} images to learn from and {len(val_idx):,} to check "
+    f"on, while the {n_test:,} test images are kept for the final score.")
+nav.link(nav.DATA, "Browse the dataset on the Data page", icon=":material/dataset:")
+nav.link(nav.TRAIN, "Train SimpleCNN on it", icon=":material/model_training:")
+
+st.subheader("Predict, then check")
+guess = st.radio("Which digit has the most images in the training set?", list(ds.classes), index=None,
+                 horizontal=True, key="mn_guess")
+if st.button("Check by running it", key="mn_check"):
+    st.session_state["mn_checked"] = True
+if st.session_state.get("mn_checked"):
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        counts = torch.bincount(ds.train_labels, minlength=ds.num_classes)
+        best, count = most_common_class(ds.train_labels, ds.num_classes)
+        truth = ds.classes[best]
+        (st.success if guess == truth else st.error)(
+            f"{'Right' if guess == truth else 'Not quite'}: `torch.bincount` gives {count:,} images of "
+            f"**{truth}**, against {int(counts[list(ds.classes).index(guess)]):,} of {guess}. The rarest digit is "
+            f"{ds.classes[int(counts.argmin())]} with {int(counts.min()):,}.")

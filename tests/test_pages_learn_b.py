@@ -1,0 +1,140 @@
+"""Lesson pages 8-14 run headless: widgets exist, the predict-then-check button reveals the answer.
+
+Each page is run twice: with no model at all (the fallback path) and with an injected model standing
+in for the bundled one (so the live-model path runs even where models/simplecnn_mnist.pt is absent).
+"""
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from simplecnn.model import SimpleCNN
+
+LEARN = Path(__file__).resolve().parent.parent / "pages" / "learn"
+
+
+def _model() -> SimpleCNN:
+    torch.manual_seed(1)
+    m = SimpleCNN()
+    with torch.no_grad():
+        m.batch1.running_mean.uniform_(-0.2, 0.2)
+        m.batch1.running_var.uniform_(0.5, 2.0)
+        m.batch1.num_batches_tracked.fill_(100)
+    return m.eval()
+
+
+def _app(page: str, model: SimpleCNN | None) -> AppTest:
+    at = AppTest.from_file(str(LEARN / page), default_timeout=60)
+    at.session_state["_bundled_copy"] = model  # None: no model at all; else stands in for the bundled one
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _messages(at: AppTest) -> str:
+    return " ".join(m.value for m in list(at.success) + list(at.error) + list(at.warning))
+
+
+def _check(at: AppTest, prefix: str, answer: str) -> str:
+    radio = at.radio(key=f"{prefix}_guess")
+    assert radio.value is None  # nothing is pre-selected
+    assert answer in radio.options
+    radio.set_value(answer).run()
+    at.button(key=f"{prefix}_check").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return _messages(at)
+
+
+@pytest.fixture(params=["no model", "model"])
+def model(request):
+    return None if request.param == "no model" else _model()
+
+
+def test_adam_page(model):
+    at = _app("08_adam.py", model)
+    for key in ("adam_lr", "adam_theta0"):
+        at.number_input(key=key)
+    for key in ("adam_beta1", "adam_steps"):
+        at.slider(key=key)
+    assert any("torch.optim.Adam" in s.value and "**yes**" in s.value for s in at.success)
+    if model is None:
+        assert any("missing" in i.value for i in at.info)
+    assert "Right" in _check(at, "adam", "about the same size")
+    at.select_slider(key="adam_eps").set_value(1.0).run()  # a huge ε breaks the scale invariance
+    assert not at.exception and any("**yes**" in s.value for s in at.success)
+
+
+def test_backprop_page(model):
+    at = _app("09_backprop.py", model)
+    assert len(at.get("plotly_chart")) == 2  # the graph and the gradient norms
+    assert any("torch.autograd" in s.value and "**yes**" in s.value for s in at.success)
+    # defaults x=1.5, w=0.8, b=-0.2, t=1: a < t and x > 0, so dL/dw < 0
+    assert "Right" in _check(at, "bp", "negative")
+    at.number_input(key="bp_x").set_value(0.0).run()
+    at.button(key="bp_check").click().run()
+    assert "**zero**" in _messages(at)
+
+
+def test_dropout_page(model):
+    at = _app("10_dropout.py", model)
+    for key in ("do_p", "do_channel"):
+        at.slider(key=key)
+    assert at.slider(key="do_p").value == pytest.approx(0.45)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["module output = h × mask"] == "yes"
+    assert float(metrics["scale on kept units"]) == pytest.approx(1 / 0.55, rel=1e-3)
+    assert "Right" in _check(at, "do", f"0 or {1 / 0.55:.4g}")
+    at.slider(key="do_p").set_value(0.8).run()
+    assert float({m.label: m.value for m in at.metric}["scale on kept units"]) == pytest.approx(5.0)
+
+
+def test_batch_norm_page_does_not_touch_the_live_model(model):
+    saved = None if model is None else {k: v.clone() for k, v in model.state_dict().items()}
+    at = _app("11_batch_norm.py", model)
+    assert any("nn.BatchNorm2d" in s.value and "**yes**" in s.value for s in at.success)
+    at.slider(key="bn_channel").set_value(5).run()
+    at.slider(key="bn_gamma_5").set_value(2.0).run()
+    at.slider(key="bn_beta_5").set_value(-1.0).run()
+    assert any("mean β = -1" in s.value and "|γ| = 2" in s.value and "**yes**" in s.value for s in at.success)
+    assert "Right" in _check(at, "bn", "It changes only in train mode")
+    if model is not None:
+        live = at.session_state["_bundled_copy"]
+        for k, v in live.state_dict().items():
+            assert torch.equal(v, saved[k]), k
+
+
+def test_overfitting_page_trains_and_checks(model):
+    at = _app("12_overfitting.py", model)
+    assert not at.get("plotly_chart")  # nothing trained yet
+    at.select_slider(key="of_subset").set_value(50)
+    at.slider(key="of_epochs").set_value(1)
+    at.button(key="of_train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = at.session_state["of_runs"]
+    assert len(runs) == 2 and all(len(r.val_loss) == 1 for r in runs)
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
+    msg = _check(at, "of", "no dropout, no batch norm")
+    widest = max(runs, key=lambda r: r.gap).label
+    assert f"**{widest}**" in msg
+
+
+def test_mnist_page(model):
+    at = _app("13_mnist.py", model)
+    assert "60,000" in at.markdown[0].value and "10,000" in at.markdown[0].value
+    assert len(at.get("plotly_chart")) == 2 and len(at.get("image")) == 1
+    assert "Right" in _check(at, "mn", "1")
+    at.radio(key="mn_guess").set_value("5").run()
+    assert "Not quite" in _messages(at) and "6,742" in _messages(at)
+
+
+def test_layer_by_layer_page(model):
+    at = _app("14_layer_by_layer.py", model)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["total parameters (sum of the table)"] == "582,218"
+    assert metrics["model.num_parameters()"] == "582,218"
+    assert len(at.get("plotly_chart")) >= 8  # softmax, six stages, fc1 vector
+    at.number_input(key="lw_index").set_value(3).run()
+    assert not at.exception
+    msg = _check(at, "lw", "fc1")
+    assert "Right" in msg and "524,800" in msg
