@@ -180,3 +180,22 @@ def model_picker(label: str = "Model", help: str | None = None) -> tuple[SimpleC
 
 def new_run_id() -> str:
     return f"run-{uuid.uuid4().hex[:6]}"
+
+
+@st.cache_resource
+def _untrained_model() -> SimpleCNN:
+    import torch
+    torch.manual_seed(0)
+    return SimpleCNN().eval()
+
+
+def lesson_model() -> tuple[SimpleCNN, str]:
+    """The learner's model for a lesson, or (with a note saying why) an untrained SimpleCNN.
+
+    The untrained model is shared read-only: lessons must work on a copy before changing anything.
+    """
+    model, label = active_model()
+    if model is not None:
+        return model, label
+    st.info(label)
+    return _untrained_model(), "untrained SimpleCNN (random weights; no trained model is available)"

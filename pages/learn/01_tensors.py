@@ -1,12 +1,6 @@
 """Lesson 1: an image is a grid of numbers, and a batch of images is a 4-D tensor (N, C, H, W)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:  # `streamlit run pages/learn/...` puts only the page's folder on the path
-    sys.path.insert(0, ROOT)
 
 import pandas as pd
 import streamlit as st

@@ -1,12 +1,6 @@
 """Lesson 3: a convolution slides a small kernel over the image; each output pixel is one weighted sum."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:  # `streamlit run pages/learn/...` puts only the page's folder on the path
-    sys.path.insert(0, ROOT)
 
 import numpy as np
 import pandas as pd

@@ -1,12 +1,6 @@
 """Lesson 6: a loss turns "how wrong was the prediction" into one number whose gradient says how to fix it."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:  # `streamlit run pages/learn/...` puts only the page's folder on the path
-    sys.path.insert(0, ROOT)
 
 import numpy as np
 import pandas as pd

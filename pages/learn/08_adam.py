@@ -6,19 +6,13 @@ import streamlit as st
 import torch
 
 from dashboard import nav
-from dashboard.state import active_model, dataset
+from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
 from simplecnn.lessons.adam_table import (AdamSettings, Bowl, adam_by_hand, check_against_torch,
                                           first_step_on_model, first_step_sizes, torch_adam_thetas)
 from simplecnn.lessons.figures_b import adam_path_figure
-from simplecnn.model import SimpleCNN
 from simplecnn.training import TrainConfig
 
-
-@st.cache_resource
-def _untrained_model() -> SimpleCNN:
-    torch.manual_seed(0)
-    return SimpleCNN().eval()
 
 
 st.title("8 · Adam step by step")
@@ -73,11 +67,7 @@ st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t
            "so the step is α·g/(|g| + ε), about α in the direction of −g.")
 
 st.subheader("Where Adam acts in SimpleCNN")
-model, label = active_model()
-if model is None:
-    st.info(label)
-    model = _untrained_model()
-    label = "untrained SimpleCNN (random weights; no trained model is available)"
+model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float()
 n_params = work.num_parameters()
 ds = dataset()

@@ -1,20 +1,13 @@
 """Lesson 9: backpropagation as the chain rule, on a four-node graph with real numbers."""
 import pandas as pd
 import streamlit as st
-import torch
 
 from dashboard import nav
-from dashboard.state import active_model, dataset
+from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
 from simplecnn.lessons.backprop import GRAD_NAMES, gradient_step, model_gradients, trace
 from simplecnn.lessons.figures_b import backprop_graph_figure, gradient_norms_figure
-from simplecnn.model import SimpleCNN
 
-
-@st.cache_resource
-def _untrained_model() -> SimpleCNN:
-    torch.manual_seed(0)
-    return SimpleCNN().eval()
 
 
 st.title("9 · Backpropagation")
@@ -65,11 +58,7 @@ st.markdown(f"w ← {w:g} − {lr:g}·({tr.grads['w']:.4g}) = **{new_w:.4g}**, "
             f"the loss goes from {tr.loss:.4g} to **{new_loss:.4g}**.")
 
 st.subheader("Where backprop acts in SimpleCNN")
-model, label = active_model()
-if model is None:
-    st.info(label)
-    model = _untrained_model()
-    label = "untrained SimpleCNN (random weights; no trained model is available)"
+model, label = lesson_model()
 ds = dataset()
 grads = model_gradients(model, to_float(ds.test_images[:64]), ds.test_labels[:64])
 st.markdown(

@@ -6,17 +6,11 @@ import streamlit as st
 import torch
 
 from dashboard import nav
-from dashboard.state import active_model, dataset
+from dashboard.state import dataset, lesson_model
 from simplecnn.inspection import activations
 from simplecnn.lessons.figures_b import dropout_maps_figure, monte_carlo_figure
 from simplecnn.lessons.regularization import dropout_view, monte_carlo_expectation, values_seen_in_training
-from simplecnn.model import SimpleCNN
 
-
-@st.cache_resource
-def _untrained_model() -> SimpleCNN:
-    torch.manual_seed(0)
-    return SimpleCNN().eval()
 
 
 st.title("10 · Dropout")
@@ -32,11 +26,7 @@ st.latex(r"\text{training: }\tilde h_i = \begin{cases} 0 & \text{with probabilit
          r"\text{with probability } 1-p \end{cases} \qquad \text{eval: } \tilde h_i = h_i")
 st.latex(r"\mathbb{E}[\tilde h_i] = p\cdot 0 + (1-p)\cdot\frac{h_i}{1-p} = h_i")
 
-model, label = active_model()
-if model is None:
-    st.info(label)
-    model = _untrained_model()
-    label = "untrained SimpleCNN (random weights; no trained model is available)"
+model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float().eval()
 ds = dataset()
 

@@ -7,17 +7,11 @@ import torch
 from torch import nn
 
 from dashboard import nav
-from dashboard.state import active_model, dataset
+from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
 from simplecnn.lessons.figures_b import batch_norm_histograms
 from simplecnn.lessons.regularization import alone_vs_in_batch, batch_norm_view, with_channel
-from simplecnn.model import SimpleCNN
 
-
-@st.cache_resource
-def _untrained_model() -> SimpleCNN:
-    torch.manual_seed(0)
-    return SimpleCNN().eval()
 
 
 st.title("11 · Batch normalization")
@@ -34,11 +28,7 @@ st.latex(r"\mu_c = \frac{1}{NHW}\sum_{n,h,w} x_{nchw},\qquad \sigma_c^2 = \frac{
          r"(x_{nchw}-\mu_c)^2")
 st.latex(r"\hat x = \frac{x-\mu_c}{\sqrt{\sigma_c^2+\varepsilon}},\qquad y = \gamma_c\,\hat x + \beta_c")
 
-model, label = active_model()
-if model is None:
-    st.info(label)
-    model = _untrained_model()
-    label = "untrained SimpleCNN (random weights; no trained model is available)"
+model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float().eval()  # never touch the live model's running statistics
 bn = work.batch1
 if not isinstance(bn, nn.BatchNorm2d):

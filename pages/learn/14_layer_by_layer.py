@@ -6,16 +6,10 @@ import streamlit as st
 import torch
 
 from dashboard import nav
-from dashboard.state import active_model, dataset
+from dashboard.state import dataset, lesson_model
 from simplecnn.lessons.figures_b import image_row_figure, softmax_bars_figure, vector_figure
 from simplecnn.lessons.layer_walk import forward_walk, layer_rows, parameter_formula, strongest_channels
-from simplecnn.model import SimpleCNN
 
-
-@st.cache_resource
-def _untrained_model() -> SimpleCNN:
-    torch.manual_seed(0)
-    return SimpleCNN().eval()
 
 
 st.title("14 · SimpleCNN layer by layer")
@@ -32,11 +26,7 @@ st.latex(r"H_{out} = \left\lfloor \frac{H_{in} - k + 2\cdot\text{padding}}{\text
 st.latex(r"\#\text{params}_{\text{conv}} = C_{out}\cdot C_{in}\cdot k\cdot k + C_{out}"
          r"\qquad \#\text{params}_{\text{linear}} = n_{out}\cdot n_{in} + n_{out}")
 
-model, label = active_model()
-if model is None:
-    st.info(label)
-    model = _untrained_model()
-    label = "untrained SimpleCNN (random weights; no trained model is available, so predictions are guesses)"
+model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float().eval()
 ds = dataset()
 st.caption(f"Model: {label}")
