@@ -52,6 +52,7 @@ def save_checkpoint(path: str | os.PathLike, model: SimpleCNN, config: dict | No
     data = checkpoint_bytes(model, config=config, metrics=metrics, history=history)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
