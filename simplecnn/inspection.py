@@ -101,14 +101,19 @@ def activations(model: nn.Module, x: torch.Tensor | np.ndarray, mode: str = "eva
     fraction p of units and scales the rest by 1/(1-p), and BatchNorm normalises with the batch's
     own mean and variance. For a single image those are per-channel statistics over the spatial
     map (24x24 after conv1, 8x8 after conv2), which is well defined; a BatchNorm over 1x1 maps
-    with one image would not be. `seed` makes the dropout masks repeatable.
+    with one image would not be. mode="dropout" is eval mode with only the dropout layers
+    training, to show dropout's effect alone. `seed` makes the dropout masks repeatable.
     """
-    if mode not in ("eval", "train"):
-        raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
+    if mode not in ("eval", "train", "dropout"):
+        raise ValueError(f"mode must be 'eval', 'train' or 'dropout', got {mode!r}")
     batch = as_batch(x)  # (N, 1, 28, 28)
     device = next(model.parameters()).device
     with _preserved_state(model, seed), torch.no_grad(), capture_activations(model) as captured:
         model.train(mode == "train")
+        if mode == "dropout":
+            for module in model.modules():
+                if isinstance(module, nn.Dropout):
+                    module.train()
         logits = model(batch.to(device))  # (N, 10)
     result = {"input": batch.clone()}
     result.update((name, captured[name]) for name in STAGES)

@@ -225,3 +225,20 @@ def test_saliency_works_inside_no_grad(model, images):
     with torch.no_grad():
         sal = saliency(model, images[0])
     assert sal.shape == (28, 28) and sal.max() > 0
+
+
+def test_dropout_mode_changes_only_dropout():
+    import torch as _torch
+    from simplecnn.inspection import activations as _activations
+    from simplecnn.model import SimpleCNN as _SimpleCNN
+    _torch.manual_seed(0)
+    model = _SimpleCNN().eval()
+    x = _torch.rand(1, 1, 28, 28)
+    eval_acts = _activations(model, x, mode="eval")
+    drop_acts = _activations(model, x, mode="dropout", seed=3)
+    for stage in ("conv1", "batch1", "relu1", "max1"):
+        assert _torch.equal(eval_acts[stage], drop_acts[stage])  # batch norm kept its running statistics
+    kept = drop_acts["dropout1"] != 0
+    _torch.testing.assert_close(drop_acts["dropout1"][kept], eval_acts["max1"][kept] / (1 - model.dropout1.p))
+    assert (drop_acts["dropout1"] == 0).float().mean() > 0.3
+    assert not model.training

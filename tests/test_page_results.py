@@ -1,0 +1,163 @@
+"""The Results page: its numbers equal a plain-torch evaluation, its gallery filters, its live view runs."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from dashboard.state import BUNDLED_MODEL_PATH, RunEntry  # noqa: E402
+from simplecnn.data import to_float  # noqa: E402
+from simplecnn.jobs import TrainingJob, TrainingScheduler  # noqa: E402
+from simplecnn.training import TrainConfig  # noqa: E402
+
+PAGE = str(ROOT / "pages" / "results.py")
+
+
+@pytest.fixture(scope="module")
+def dataset(mnist):
+    return mnist  # conftest's session-wide copy of the real MNIST
+
+
+@pytest.fixture(scope="module")
+def job(dataset):
+    """A tiny finished run: one epoch on 400 training images, so it still makes plenty of mistakes."""
+    job = TrainingJob(TrainConfig(epochs=1, subset=500, batch_size=64), dataset, TrainingScheduler(1))
+    assert job.start()
+    job.join(120)
+    assert job.snapshot().status == "finished", job.snapshot().message
+    return job
+
+
+@pytest.fixture(scope="module")
+def reference(job, dataset):
+    """Loss, accuracy and predictions of the run's model on the test set, computed with torch alone."""
+    model = job.model().eval()
+    with torch.no_grad():
+        logits = torch.cat([model(to_float(dataset.test_images[i:i + 2000]))
+                            for i in range(0, len(dataset.test_images), 2000)])
+    labels = dataset.test_labels
+    preds = logits.argmax(1)
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "accuracy": 100.0 * (preds == labels).float().mean().item(),
+            "preds": preds, "confidence": logits.softmax(1).max(1).values}
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def gallery_captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions if "→" in c]
+
+
+def page_with_run(job) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
+    return at.run()
+
+
+@pytest.mark.skipif(not BUNDLED_MODEL_PATH.is_file(),
+                    reason="models/simplecnn_mnist.pt is not there yet (the lead trains it)")
+def test_bundled_model_reaches_99_percent():
+    at = AppTest.from_file(PAGE, default_timeout=90).run()
+    assert not at.exception
+    shown = metrics(at)
+    assert float(shown["Test accuracy"].rstrip("%")) >= 99.0
+    assert shown["Images"] == "10,000"
+
+
+def test_session_run_numbers_match_torch_and_gallery_filters(job, dataset, reference):
+    at = page_with_run(job)
+    assert not at.exception
+    picker = next(s for s in at.selectbox if s.label == "Model")
+    if picker.value != job.id:  # the bundled model comes first when it exists
+        picker.set_value(job.id).run()
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["Test accuracy"] == f"{reference['accuracy']:.2f}%"
+    assert float(shown["Test loss"]) == pytest.approx(reference["loss"], abs=1e-3)
+    wrong = reference["preds"] != dataset.test_labels
+    assert shown["Misclassified"] == f"{int(wrong.sum()):,}"
+
+    # Unfiltered gallery: 24 thumbnails, the most confident mistakes first.
+    captions = gallery_captions(at)
+    assert len(captions) == 24
+    shown_conf = [int(re.search(r"\((\d+)%\)$", c).group(1)) for c in captions]
+    assert shown_conf == sorted(shown_conf, reverse=True)
+    top = reference["confidence"][wrong].max().item()
+    assert shown_conf[0] == round(100 * top)
+
+    # Filter by true class: only that class, as many as torch finds (up to 24).
+    for true_class in (4, 9):
+        at.selectbox(key="results_true").set_value(true_class).run()
+        assert not at.exception
+        captions = gallery_captions(at)
+        expected = int((wrong & (dataset.test_labels == true_class)).sum())
+        assert len(captions) == min(24, expected) and expected > 0
+        assert all(c.startswith(f"true {true_class} → pred ") for c in captions)
+
+    # Both filters: true 4 predicted as 9 exactly.
+    at.selectbox(key="results_true").set_value(4)
+    at.selectbox(key="results_pred").set_value(9).run()
+    captions = gallery_captions(at)
+    expected = int((wrong & (dataset.test_labels == 4) & (reference["preds"] == 9)).sum())
+    assert len(captions) == min(24, expected)
+    assert all(c.startswith("true 4 → pred 9 (") for c in captions)
+    if expected == 0:
+        assert any("No mistakes with these filters" in s.value for s in at.success)
+    assert not at.exception
+
+
+class _Placeholder:
+    """Holds the scheduler's only slot, so a real job stays queued (active) without using the CPU."""
+
+    cancel_requested = False
+
+
+def queued_job(dataset) -> tuple[TrainingJob, TrainingScheduler, _Placeholder]:
+    scheduler, holder = TrainingScheduler(1), _Placeholder()
+    assert scheduler.acquire(holder)
+    job = TrainingJob(TrainConfig(epochs=1, subset=1500, batch_size=64), dataset, scheduler,
+                      heartbeat_timeout=600)
+    assert job.start() and job.snapshot().status == "queued"
+    return job, scheduler, holder
+
+
+def test_live_validation_while_a_run_is_active(dataset):
+    """An active run gets the validation view (labelled as such) and the test set only on demand."""
+    job, scheduler, holder = queued_job(dataset)
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=90)
+        at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
+        at.session_state["model_key"] = job.id
+        at.run()
+        assert not at.exception
+        assert any(s.value == "Refreshed during training on the validation split" for s in at.subheader)
+        shown = metrics(at)
+        assert "Test accuracy" not in shown  # the test set waits for the button
+        val_idx = job.trainer.val_idx
+        assert len(val_idx) == 300 and shown["Images"] == "300"  # 20 % of the 1500-image subset
+        with torch.no_grad():  # the queued run still has its initial weights (version 0)
+            preds = job.model()(to_float(dataset.train_images[val_idx])).argmax(1)
+        accuracy = 100.0 * (preds == dataset.train_labels[val_idx]).float().mean().item()
+        assert shown["Validation accuracy"] == f"{accuracy:.2f}%"
+        assert any("300 of the run's 300 validation images (held out of training)" in c.value for c in at.caption)
+        at.button(key="results_test_now").click().run()
+        assert not at.exception
+        shown = metrics(at)
+        assert shown["Images"] == "10,000" and "Test accuracy" in shown
+        assert any("taken during training" in c.value for c in at.caption)
+    finally:
+        job.stop()
+        scheduler.release(holder)
+        job.join(60)
