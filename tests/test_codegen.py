@@ -21,10 +21,10 @@ def test_script_reflects_the_settings():
 
 def test_generated_script_trains(tmp_path):
     script = tmp_path / "train.py"
-    script.write_text(training_script(TrainConfig(epochs=1, subset=1500, augment=True, lr_schedule="onecycle"),
+    script.write_text(training_script(TrainConfig(epochs=2, subset=3000, augment=True),
                                       data_dir=str(ROOT / "data" / "mnist")))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "Test accuracy" in result.stdout
+    assert "epoch 2: validation loss" in result.stdout and "test accuracy" in result.stdout
     accuracy = float(result.stdout.rsplit("test accuracy", 1)[1].strip().rstrip("%"))
-    assert accuracy > 60
+    assert accuracy > 75  # 76 Adam steps on 2,400 digits: far above chance, so it really learns
