@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import nav
 from dashboard.status import training_status
+from simplecnn.data import DataError
 
 ROOT = Path(__file__).resolve().parent
 
@@ -18,4 +19,7 @@ def _pages(entries):
 
 page = st.navigation({"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON_PAGES)})
 training_status()
-page.run()
+try:
+    page.run()
+except DataError as exc:  # a data file is missing or corrupt: name it and the fix, never a traceback
+    st.error(f"**The dataset cannot be loaded.** {exc}", icon=":material/error:")

@@ -9,7 +9,7 @@ from dashboard.status import REFRESH_SECONDS, progress_text
 from dashboard.widgets import keep
 from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, checkpoint_bytes, load_checkpoint
 from simplecnn.codegen import training_script
-from simplecnn.data import DataError
+from simplecnn.data import FASHION_CLASSES, MNIST_CLASSES, DataError
 from simplecnn.jobs import TrainingJob
 from simplecnn.plots import training_curves
 from simplecnn.training import OPTIMIZERS, TrainConfig
@@ -209,6 +209,11 @@ def add_uploaded(upload) -> None:
     config = meta.get("config") or {}
     label = TrainConfig.from_dict(config).label() if config else upload.name
     dataset = config.get("dataset", "mnist")
+    classes = len(FASHION_CLASSES if dataset == "fashion-mnist" else MNIST_CLASSES)
+    if model.num_classes != classes:  # e.g. a 7-class SimpleCNN: every page would index past its outputs
+        st.error(f"Could not load {upload.name}: the network has {model.num_classes} outputs, but {dataset} "
+                 f"has {classes} classes. Only SimpleCNN checkpoints for {classes} classes fit here.")
+        return
     entry = state.add_run(state.RunEntry(id=state.new_run_id(), label=f"{label} [{upload.name}]",
                                          dataset=dataset, model=model, meta=meta))
     st.session_state["model_key"] = entry.id
