@@ -1,6 +1,6 @@
 """Many learners on one server: ten browser sessions at once, one training, two queued, seven drawing.
 
-One `streamlit run app.py` with SIMPLECNN_MAX_TRAININGS=1 and a short heartbeat timeout, and one
+One `streamlit run app.py` with SIMPLECNN_MAX_TRAININGS=1 (heartbeat timeout `--heartbeat`), and one
 headless chromium with ten contexts (ten Streamlit sessions), driven concurrently (asyncio):
 
 * trainer A starts a modest run on the Train page (`--subset`, `--epochs`);
@@ -466,7 +466,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="trainer A's epochs")
     parser.add_argument("--queued-epochs", type=int, default=30,
                         help="epochs of B's and C's runs (5,000 images); only closing their tabs ends them")
-    parser.add_argument("--heartbeat", type=float, default=10.0, help="SIMPLECNN_HEARTBEAT_TIMEOUT of the server")
+    parser.add_argument("--heartbeat", type=float, default=30.0,
+                        help="SIMPLECNN_HEARTBEAT_TIMEOUT of the server (the app's default, 30 s: with 5 or 10 s an "
+                             "overloaded 2-core machine cancelled runs whose tabs were open)")
     parser.add_argument("--session-ttl", type=int, default=30,
                         help="server.disconnectedSessionTTL: when a closed tab's session (and its runs) is freed")
     add_streamlit_option_argument(parser)

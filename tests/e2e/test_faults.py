@@ -46,15 +46,18 @@ HINT = "Draw a digit on the black canvas with your mouse, finger or pen: one str
 # -- the canvas --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def draw_tab(browser, app_url, tmp_path_factory):
-    """One session with a model to draw with (an uploaded, untrained SimpleCNN: the messages under
-    test do not depend on how well it reads), left on the Draw page."""
-    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained.pt", SimpleCNN())
+    """One session on the Draw page with a model to draw with: the bundled one, or where it is
+    absent an uploaded untrained SimpleCNN (the messages under test do not depend on the model)."""
     tab = open_tab(browser, app_url)
     page = tab.page
-    goto(page, "/train")
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
-    wait_for_text(page, "Loaded untrained.pt as")
-    nav_link(page, "Draw").click()
+    if (ROOT / "models" / "simplecnn_mnist.pt").is_file():
+        goto(page, "/draw")
+    else:
+        path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained.pt", SimpleCNN())
+        goto(page, "/train")
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+        wait_for_text(page, "Loaded untrained.pt as")
+        nav_link(page, "Draw").click()
     wait_for_text(page, HINT, selector='[data-testid="stMain"]')
     canvas(page).wait_for(state="visible", timeout=60_000)
     yield tab
