@@ -26,8 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from draw_latency import (ROOT, AppServer, add_streamlit_option_argument, launch_browser,  # noqa: E402
-                          prime_navigation)
+from draw_latency import ROOT, AppServer, add_streamlit_option_argument, launch_browser, prime_navigation
 
 SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 30000, None]  # pages/train.py's sliders and defaults
 BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]

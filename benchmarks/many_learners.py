@@ -27,12 +27,25 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from draw_latency import (CHROMIUM, CHROMIUM_ARGS, HINT, HITS_CANVAS, TIMING_SCRIPT, AppServer,  # noqa: E402
-                          add_streamlit_option_argument, drawing_plan, proc_status, summary_line)
+from draw_latency import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HINT,
+    HITS_CANVAS,
+    TIMING_SCRIPT,
+    AppServer,
+    add_streamlit_option_argument,
+    drawing_plan,
+    proc_status,
+    summary_line,
+)
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 STATUS = re.compile(r"(run-\d+) · (queued|running|stopping|stopped|finished|cancelled|failed|diverged)")
 QUEUE = re.compile(r"Waiting in the server queue: position (\d+)")
@@ -77,7 +90,7 @@ async def new_tab(browser, url: str, path: str, timing: bool = False):
 async def main_text(page) -> str:
     try:
         return await page.locator('[data-testid="stApp"]').inner_text(timeout=10_000)
-    except Exception:  # re-rendering
+    except PlaywrightError:  # re-rendering
         return ""
 
 
@@ -124,7 +137,7 @@ async def stroke(page, points) -> None:
     box = await canvas_box(page, points[0])
     await page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     await page.mouse.down()
-    for (x0, y0), (x, y) in zip(points, points[1:]):
+    for (x0, y0), (x, y) in pairwise(points):
         steps = max(2, min(20, int(math.dist((x0, y0), (x, y)) / 4)))
         await page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
     await page.mouse.up()
@@ -165,14 +178,14 @@ async def timed_stroke(page, digit: str, points, report: Report, name: str, time
         try:
             await page.wait_for_function(SENT_OR_SHOWN, timeout=10_000, polling=50)
             break
-        except Exception:
+        except PlaywrightTimeout:
             report.lost_strokes += 1
             report.log(f"{name}: the canvas sent nothing 10 s after drawing {digit}; drawing it again")
             await page.keyboard.press("Escape")
             await clear(page)
     try:
         await page.wait_for_function("() => window.__lat.shown !== null", timeout=timeout * 1000, polling=50)
-    except Exception as exc:
+    except PlaywrightTimeout as exc:
         lat = await page.evaluate("() => window.__lat")
         up = lat["ups"][-1] if lat["ups"] else None
         sent = [round((s - up) / 1000, 2) for s in lat["sends"]] if up else []
@@ -270,7 +283,7 @@ async def learner(index: int, browser, url: str, digits: int, browse_every: int,
                            f"{'no run ids' if not RUN_ID.search(text) else 'RUN IDS SEEN'})")
                 await go_via_sidebar(page, "draw")
                 await canvas_ready(page)
-    except Exception as exc:  # keep the other learners going; the report lists it
+    except Exception as exc:  # noqa: BLE001 - keep the other learners going; the report lists it
         report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         report.log(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
     finally:
@@ -440,7 +453,7 @@ async def run(args) -> int:
         print(f"strokes that missed the canvas and were drawn again (harness): {report.lost_strokes}")
     print(f"isolation: {'no session saw another session run id' if not report.leaks else report.leaks}")
     print(f"closing the training tab -> next queued run running after: "
-          f"{'%.1f s' % handover if handover is not None else 'n/a'} (heartbeat timeout {args.heartbeat} s)")
+          f"{f'{handover:.1f} s' if handover is not None else 'n/a'} (heartbeat timeout {args.heartbeat} s)")
     print("server memory (/proc/<pid>/status):")
     for line in memory_lines:
         print("  " + line)

@@ -387,8 +387,11 @@ def table_rows(page, scope='[data-testid="stDataFrame"]') -> list[dict[str, str]
     return [dict(zip(headers, cells[i:i + len(headers)])) for i in range(0, len(cells), len(headers))]
 
 
-def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = "condition"):
-    """Poll `condition()` until it returns something truthy; return that value."""
+def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message="condition"):
+    """Poll `condition()` until it returns something truthy; return that value.
+
+    `message` (text, or a function giving it at the time of failure) says what was awaited.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -398,7 +401,7 @@ def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message() if callable(message) else message}")
 
 
 RUN_LINE = re.compile(r"(run-\d+) · (\w+) · ([^\n]*)")
@@ -414,13 +417,17 @@ def run_line(page) -> tuple[str, str, str] | None:
 def wait_for_run(page, *statuses: str, progress: bool = False, timeout: float = 120.0):
     """The Train page's run line once its status is one of `statuses` (any if none given) and, with
     progress=True, once it reports an epoch and batch."""
+    seen = []
+
     def ready():
         line = run_line(page)
+        seen[:] = [line]
         if line is None or (statuses and line[1] not in statuses):
             return None
         return line if not progress or PROGRESS.search(line[2]) else None
     wanted = "/".join(statuses) or "any status"
-    return wait_until(ready, timeout=timeout, message=f"the run to be {wanted}{' with progress' if progress else ''}")
+    return wait_until(ready, timeout=timeout, message=lambda: f"the run to be {wanted}"
+                      f"{' with progress' if progress else ''} (last seen: {seen[0] if seen else None})")
 
 
 def chart_points(page, selector: str = ".js-plotly-plot") -> list[int]:

@@ -67,10 +67,7 @@ def test_four_sessions_share_the_queue_and_nothing_else(browser, app_url):
 
     try:
         a = tab()
-        # Streamlit serves a fresh server in its old pages/-folder mode until app.py has run once
-        # (see benchmarks/README.md): open Home first, as a learner would.
-        goto(a.page, "/")
-        goto(a.page, "/train")
+        goto(a.page, "/train")  # a deep link as the fresh server's first visit
         epochs = a.page.get_by_label("Epochs")
         epochs.fill("100")  # far longer than this test: only closing the tab ends it
         epochs.press("Enter")

@@ -86,7 +86,7 @@ def test_start_watch_visit_draw_stop_resume_finish(new_page):
 
     button(page, "Resume").click()
     wait_for_run(page, "running", "finished", timeout=60)
-    wait_for_run(page, "finished", timeout=900)  # ~15 s on an idle 2-core machine; minutes under load
+    wait_for_run(page, "finished", timeout=1200)  # ~20 s on an idle 2-core machine; minutes under load
     wait_for_text(page, f"Finished {EPOCHS} epochs.")
     row = wait_until(lambda: (r := history_row(page, run_id)) and r["status"] == "finished" and r,
                      timeout=30, message="the finished run in the history table")
