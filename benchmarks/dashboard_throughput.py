@@ -54,9 +54,13 @@ def wait_idle(page, timeout: float = 120.0) -> None:
         time.sleep(0.3)
 
 
-def set_select_slider(page, label: str, options: list, default, target) -> None:
+def set_select_slider(page, label: str, options: list, target) -> None:
+    """Move a select_slider to `target` with the arrow keys, from wherever it is now."""
     slider = page.get_by_role("slider", name=re.compile(label)).first
-    moves = options.index(target) - options.index(default)
+    shown = [str(o) for o in options]
+    now = re.sub(r"[^\d]", "", slider.get_attribute("aria-valuetext") or "")  # "20,000" -> "20000"
+    current = shown.index(now) if now in shown else len(options) - 1  # "all 60,000" is the last (None)
+    moves = options.index(target) - current
     slider.focus()
     for _ in range(abs(moves)):
         slider.press("ArrowRight" if moves > 0 else "ArrowLeft")
@@ -81,8 +85,8 @@ def dashboard_images_per_second(page, subset: int, epochs: int, batch_size: int)
     box.fill(str(epochs))
     box.press("Enter")
     wait_idle(page)
-    set_select_slider(page, "Training images", SUBSETS, 5000, subset)
-    set_select_slider(page, "Batch size", BATCH_SIZES, 64, batch_size)
+    set_select_slider(page, "Training images", SUBSETS, subset)
+    set_select_slider(page, "Batch size", BATCH_SIZES, batch_size)
     page.get_by_role("button", name=re.compile(r"(^|\s)Start$")).click()
     deadline = time.monotonic() + 30
     run_id = None
@@ -103,6 +107,8 @@ def dashboard_images_per_second(page, subset: int, epochs: int, batch_size: int)
         time.sleep(1.0)
     if row.get("status") != "finished":
         raise RuntimeError(f"{run_id} ended as {row}")
+    if f"n={subset}," not in row.get("settings", "") + "," or f"bs={batch_size}," not in row.get("settings", ""):
+        raise RuntimeError(f"{run_id} did not get the settings asked for: {row}")
     return float(row["images/s"].replace(",", "")), row
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from dashboard import nav, state
 from dashboard.canvas import clear_canvas, digit_canvas
+from dashboard.images import png_data_uri
 from simplecnn import plots
 from simplecnn.drawing import DrawingSteps, predict_drawing, preprocess_steps
 from simplecnn.inspection import saliency
@@ -140,7 +141,7 @@ def show_preparation(reading: Reading, name: str) -> None:
     ]
     for col, (image, caption) in zip(cols, items):
         with col:
-            st.image(thumbnail(image), caption=caption, width=THUMB_PX)
+            st.image(png_data_uri(thumbnail(image)), caption=caption, width=THUMB_PX)
     with cols[4]:
         st.plotly_chart(plots.saliency_overlay(steps.centred, reading.saliency, height=240), key="draw_saliency",
                         config={"displayModeBar": False})

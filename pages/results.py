@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 
 from dashboard import nav, state
+from dashboard.images import png_data_uri
 from simplecnn import plots
 from simplecnn.evaluation import EvaluationResult, evaluate
 
@@ -111,7 +112,7 @@ def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
     for start in range(0, len(mistakes), GALLERY_COLS):
         row = st.columns(GALLERY_COLS)
         for col, m, caption in zip(row, mistakes[start:start + GALLERY_COLS], captions[start:start + GALLERY_COLS]):
-            col.image(_thumbnail(images[m.index]), caption=caption)
+            col.image(png_data_uri(_thumbnail(images[m.index])), caption=caption)
     left, right = st.columns([1, 2])
     with left:
         choice = st.selectbox("Look closer at", range(len(mistakes)), key="results_closer",

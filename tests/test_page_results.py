@@ -1,10 +1,13 @@
 """The Results page: its numbers equal a plain-torch evaluation, its gallery filters, its live view runs."""
 from __future__ import annotations
 
+import base64
+import io
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from PIL import Image  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.state import BUNDLED_MODEL_PATH, RunEntry  # noqa: E402
@@ -96,6 +100,13 @@ def test_session_run_numbers_match_torch_and_gallery_filters(job, dataset, refer
     assert shown_conf == sorted(shown_conf, reverse=True)
     top = reference["confidence"][wrong].max().item()
     assert shown_conf[0] == round(100 * top)
+    # Thumbnails travel inside the page (no /media/ URL that a rerun could expire) and show the digit.
+    first = next(img for image in at.image for img in image.proto.imgs if "→" in img.caption)
+    assert first.url.startswith("data:image/png;base64,")
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(first.url.split(",", 1)[1]))))
+    masked = reference["confidence"].masked_fill(~wrong, -1.0)
+    index = int(masked.argmax())
+    assert np.array_equal(pixels[::3, ::3], dataset.test_images[index].numpy())
 
     # Filter by true class: only that class, as many as torch finds (up to 24).
     for true_class in (4, 9):
