@@ -1,12 +1,7 @@
 """SimpleCNN dashboard entry: `streamlit run app.py`. Owns the page frame, navigation and status bar."""
-import os
 from pathlib import Path
 
-# Before torch loads: OpenMP threads that spin while waiting collapse training ~10x on a small
-# machine where the server's page refreshes (and a browser) share the cores; passive waiting does not.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 from dashboard import nav
 from dashboard.status import training_status

@@ -1,31 +1,89 @@
 """Background training jobs and a server-wide queue, for UIs that must never block.
 
-A `TrainingJob` runs a `Trainer` in its own thread. The UI reads `job.snapshot()` (plain data)
-and `job.model()` (an eval-mode copy of the latest published weights) from any thread; it never
-touches the live model. A `TrainingScheduler` caps how many jobs train at once on the server and
-queues the rest in FIFO order. A job whose owner stops sending heartbeats (the browser tab was
-closed) cancels itself.
+A `TrainingJob` trains in a child process, so that the server's own Python work (page reruns,
+figures, websockets) never competes with training for one interpreter lock: in the same process
+a live Train page cut training to under half the command line's speed. A small thread per job
+talks to the child over a pipe and keeps a mirror of the run (history, latest batch, weights).
+The UI reads `job.snapshot()` (plain data) and `job.model()` (an eval-mode copy of the latest
+published weights) from any thread. A stop ends the child after its current batch and brings its
+exact state back, so a resume starts a new child that goes on from the same batch. A
+`TrainingScheduler` caps how many jobs train at once on the server and queues the rest in FIFO
+order. A job whose owner stops sending heartbeats (the browser tab was closed) cancels itself,
+and its process, with its memory, is gone.
 """
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import os
+import subprocess
+import sys
 import threading
 import time
-import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .data import Dataset
+from .data import Dataset, load_dataset
 from .model import SimpleCNN
-from .training import BatchEvent, EpochEvent, History, StopTraining, TrainConfig, Trainer
+from .training import BatchEvent, EpochEvent, StopTraining, TrainConfig, Trainer
 
 MAX_TRAININGS_ENV = "SIMPLECNN_MAX_TRAININGS"  # trainings at once per server (default 1)
 HEARTBEAT_TIMEOUT_ENV = "SIMPLECNN_HEARTBEAT_TIMEOUT"  # seconds without a heartbeat -> cancel (default 30)
-PUBLISH_EVERY_S = 1.0  # how often the worker publishes a copy of the weights
+PUBLISH_EVERY_S = 1.0  # how often the child process publishes a copy of the weights
+CANCELLED_MESSAGE = "Cancelled: the browser tab that started this run was closed."
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where `python -m simplecnn.worker` finds the package
 _ids = itertools.count(1)
+
+
+def _pack(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes):
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def train_in_child(conn: Connection, config: dict, dataset_name: str, state: bytes, stop: threading.Event) -> None:
+    """In the child process: continue a Trainer from `state`, report over `conn`, end after a stop."""
+    try:
+        trainer = None
+        last_publish = [time.monotonic()]
+
+        def report(event: object) -> None:
+            if stop.is_set():
+                raise StopTraining()
+            h = trainer.history
+            if isinstance(event, BatchEvent):
+                conn.send(("batch", asdict(event), h.seconds, h.images_seen))
+                if time.monotonic() - last_publish[0] >= PUBLISH_EVERY_S:
+                    conn.send(("weights", _pack(_weights_of(trainer.model))))
+                    last_publish[0] = time.monotonic()
+            elif isinstance(event, EpochEvent):
+                conn.send(("epoch", asdict(event), h.warning, _pack(_weights_of(trainer.model))))
+                last_publish[0] = time.monotonic()
+
+        trainer = Trainer(TrainConfig.from_dict(config), dataset=load_dataset(dataset_name), callbacks=[report])
+        trainer.load_state_dict(_unpack(state))
+        if not stop.is_set():  # a stop pressed while this process started trains nothing
+            # The trainer checks its stop flag between batches: a stop costs at most one batch.
+            threading.Thread(target=lambda: stop.wait() and trainer.request_stop(), daemon=True).start()
+            trainer.fit()
+        conn.send(("done", _pack(trainer.state_dict())))
+    except BaseException as exc:  # the parent shows the reason; nothing else would see it
+        import traceback
+        conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        conn.close()
 
 
 class TrainingScheduler:
@@ -45,7 +103,7 @@ class TrainingScheduler:
             self._waiting.append(job)
             try:
                 while True:
-                    if job.cancel_requested:
+                    if job.cancel_requested or job.heartbeat_expired:
                         return False
                     if self._waiting[0] is job and len(self._running) < self.max_concurrent:
                         self._running.add(job)
@@ -106,7 +164,7 @@ class JobSnapshot:
 
 
 class TrainingJob:
-    """One training run in a background thread: start, stop, resume, watch."""
+    """One training run in a child process: start, stop, resume, watch."""
 
     def __init__(self, config: TrainConfig, dataset: Dataset, scheduler: TrainingScheduler,
                  label: str | None = None, heartbeat_timeout: float | None = None) -> None:
@@ -114,21 +172,26 @@ class TrainingJob:
         self.config = config.validate()
         self.label = label or config.label()
         self.scheduler = scheduler
-        self.trainer = Trainer(config, dataset=dataset, callbacks=[self._on_event])
+        # The parent's Trainer never trains: it holds the run's state between child processes and
+        # mirrors the child's progress (history, epoch) for the UI.
+        self.trainer = Trainer(config, dataset=dataset)
         if heartbeat_timeout is None:
             heartbeat_timeout = float(os.environ.get(HEARTBEAT_TIMEOUT_ENV, "30"))
         self.heartbeat_timeout = heartbeat_timeout
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stop_requested = threading.Event()  # stop() or a lost heartbeat: tell the child
         self._status = "new"
         self._message = ""
+        self._traceback = ""
+        self.process_id: int | None = None  # pid of the training process while there is one
         self._latest: BatchEvent | None = None
-        self._weights = self._copy_weights()
+        self._weights = _weights_of(self.trainer.model)
         self._weights_version = 0
         self._epoch_weights: list[dict[str, torch.Tensor]] = []  # weights after each epoch
-        self._last_publish = 0.0
         self._last_heartbeat = time.monotonic()
-        self.cancel_requested = False
+        self.cancel_requested = False  # stopped while queued
+        self._orphaned = False  # the heartbeat stopped during this start
 
     # -- control (UI thread) ---------------------------------------------------------------------
     def start(self) -> bool:
@@ -136,9 +199,10 @@ class TrainingJob:
         with self._lock:
             if self._status in ("queued", "running", "stopping") or self.trainer.finished:
                 return False
-            self.cancel_requested = False
+            self.cancel_requested = self._orphaned = False
             self._status, self._message = "queued", ""
             self._last_heartbeat = time.monotonic()
+            self._stop_requested = threading.Event()
             self._thread = threading.Thread(target=self._run, name=f"simplecnn-{self.id}", daemon=True)
             self._thread.start()
             return True
@@ -148,16 +212,13 @@ class TrainingJob:
     def stop(self, reason: str = "") -> bool:
         """Ask the job to stop after its current batch (or leave the queue). Idempotent."""
         with self._lock:
+            if self._status not in ("queued", "running"):
+                return False
             if self._status == "queued":
                 self.cancel_requested = True
-                self._status = "stopping"
-                self._message = reason
-            elif self._status == "running":
-                self._status = "stopping"
-                self._message = reason
-                self.trainer.request_stop()
-            else:
-                return False
+            self._status = "stopping"
+            self._message = reason
+            self._stop_requested.set()
         self.scheduler.wake()
         return True
 
@@ -165,12 +226,18 @@ class TrainingJob:
         """The owner is still there; called by the UI on every refresh."""
         self._last_heartbeat = time.monotonic()
 
+    @property
+    def heartbeat_expired(self) -> bool:
+        """No heartbeat for `heartbeat_timeout` seconds: the tab that owns the job is gone."""
+        return time.monotonic() - self._last_heartbeat > self.heartbeat_timeout
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
     @property
     def thread_alive(self) -> bool:
+        """True while the job's watcher thread (and so its training process) is alive."""
         return self._thread is not None and self._thread.is_alive()
 
     # -- reading (any thread) -------------------------------------------------------------------
@@ -202,57 +269,115 @@ class TrainingJob:
     def weights_version(self) -> int:
         return self._weights_version
 
-    # -- worker thread --------------------------------------------------------------------------
-    def _copy_weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.trainer.model.state_dict().items()}
-
-    def _publish(self, after_epoch: bool = False) -> None:
-        weights = self._copy_weights()
+    # -- watcher thread -------------------------------------------------------------------------
+    def _publish(self, weights: dict[str, torch.Tensor], after_epoch: bool = False) -> None:
         with self._lock:
             self._weights = weights
             self._weights_version += 1
             if after_epoch:
                 self._epoch_weights.append(weights)
-        self._last_publish = time.monotonic()
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, BatchEvent):
+    def _on_message(self, message: tuple) -> None:
+        """Mirror one report of the child into this job (its history, latest batch, weights)."""
+        kind = message[0]
+        if kind == "batch":
+            _, event, seconds, images_seen = message
             with self._lock:
-                self._latest = event
-            if time.monotonic() - self._last_publish >= PUBLISH_EVERY_S:
-                self._publish()
-        elif isinstance(event, EpochEvent):
-            self._publish(after_epoch=True)
-        if time.monotonic() - self._last_heartbeat > self.heartbeat_timeout:
-            self.cancel_requested = True
-            raise StopTraining("Cancelled: the browser tab that started this run was closed.")
+                h = self.trainer.history
+                h.steps.append(event["step"])
+                h.batch_losses.append(event["loss"])
+                h.smoothed_losses.append(event["smoothed_loss"])
+                h.seconds, h.images_seen, h.status = seconds, images_seen, "running"
+                self._latest = BatchEvent(**event)
+        elif kind == "weights":
+            self._publish(_unpack(message[1]))
+        elif kind == "epoch":
+            _, event, warning, weights = message
+            with self._lock:
+                self.trainer.history.epochs.append(event)
+                self.trainer.history.warning = warning
+                self.trainer.epoch += 1
+            self._publish(_unpack(weights), after_epoch=True)
+
+    def _check_heartbeat(self) -> None:
+        if not self._orphaned and self.heartbeat_expired:
+            self._orphaned = True
+            self._stop_requested.set()
+
+    def _train_in_process(self) -> tuple[str, str]:
+        """Run one child process (`python -m simplecnn.worker`) until it ends; returns (status, message).
+
+        A fresh interpreter rather than multiprocessing: its start methods re-import the parent's
+        __main__ in the child, and under Streamlit that is the page script being run.
+        """
+        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        to_child, from_child = Connection(os.dup(process.stdin.fileno())), Connection(os.dup(process.stdout.fileno()))
+        process.stdin.close()
+        process.stdout.close()
+        self.process_id = process.pid
+        stop_sent = False
+        try:
+            to_child.send((self.config.to_dict(), self.trainer.dataset.name, _pack(self.trainer.state_dict())))
+            while True:
+                self._check_heartbeat()
+                if self._stop_requested.is_set() and not stop_sent:
+                    to_child.send("stop")
+                    stop_sent = True
+                if not from_child.poll(0.25):
+                    continue
+                message = from_child.recv()
+                if message[0] == "failed":
+                    self._traceback = message[2]
+                    return "failed", f"Training failed: {message[1]}"
+                if message[0] == "done":
+                    state = _unpack(message[1])
+                    with self._lock:
+                        self.trainer.load_state_dict(state, restore_global_rng=False)
+                    self._publish(state["model"])
+                    history = self.trainer.history
+                    if history.status in ("new", "running"):  # stopped before its first batch
+                        return "stopped", "Stopped before training began."
+                    return history.status, history.message
+                self._on_message(message)
+        except (EOFError, OSError):  # the child is gone without a word (killed, out of memory)
+            process.wait(5)
+            return "failed", f"Training failed: the training process ended unexpectedly (exit code {process.poll()})."
+        finally:
+            to_child.close()  # EOF on its stdin also stops a child that is still running
+            from_child.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self.process_id = None
 
     def _run(self) -> None:
         if not self.scheduler.acquire(self):
             with self._lock:
-                self._status = "stopped"
-                self._message = self._message or "Removed from the queue before it started."
+                if self.heartbeat_expired and not self.cancel_requested:
+                    self._status, self._message = "cancelled", CANCELLED_MESSAGE
+                else:
+                    self._status = "stopped"
+                    self._message = self._message or "Removed from the queue before it started."
             return
         try:
             with self._lock:
                 if self._status == "queued":
                     self._status = "running"
-            history = self.trainer.fit()
-            self._publish()
-            with self._lock:
-                if self.cancel_requested and history.status == "stopped":
-                    self._status = "cancelled"
-                else:
-                    self._status = history.status
-                self._message = history.message
+            status, message = self._train_in_process()
         except Exception as exc:  # never let a worker die silently: the UI shows the reason
-            self.trainer.history.status = "failed"
-            with self._lock:
-                self._status = "failed"
-                self._message = f"Training failed: {type(exc).__name__}: {exc}"
-                self._traceback = traceback.format_exc()
+            status, message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
         finally:
             self.scheduler.release(self)
+        with self._lock:
+            if status == "stopped" and self._orphaned:
+                status, message = "cancelled", CANCELLED_MESSAGE
+            elif status == "stopped" and self._message:
+                message = self._message  # the reason given to stop()
+            self._status, self._message = status, message
+            self.trainer.history.status, self.trainer.history.message = status, message
 
 
 def clone_model(model: SimpleCNN) -> SimpleCNN:

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -264,6 +265,48 @@ class Trainer:
     def _emit(self, event: object) -> None:
         for cb in self.callbacks:
             cb(event)
+
+    # -- state, for resuming in another process -----------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run exactly where it is, as tensors and plain data.
+
+        Loadable with `torch.load(..., weights_only=True)`; a new Trainer built from the same
+        config and given this state trains the same batches with the same randomness.
+        """
+        dropout_rngs = {name: m._rng.bit_generator.state for name, m in self.model.named_modules()
+                        if getattr(m, "_rng", None) is not None}
+        return {
+            "model": {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": self.epoch, "batch": self._batch, "order": self._order,
+            "sums": [float(self._sums[0]), int(self._sums[1]), int(self._sums[2])],
+            "epoch_seconds": self._epoch_seconds, "shuffle": self._shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(), "dropout_rngs": dropout_rngs,
+            "history": self.history.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict, restore_global_rng: bool = True) -> None:
+        """Continue from `state_dict()` of a Trainer with the same config.
+
+        The run's randomness includes torch's global generator; a process that only keeps the state
+        (and trains elsewhere) passes restore_global_rng=False to leave its own generator alone.
+        """
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self._batch, self._order = state["epoch"], state["batch"], state["order"]
+        self._sums = list(state["sums"])
+        self._epoch_seconds = state["epoch_seconds"]
+        self._shuffle.set_state(state["shuffle"])
+        if restore_global_rng:
+            torch.set_rng_state(state["torch_rng"])
+        modules = dict(self.model.named_modules())
+        for name, rng_state in state["dropout_rngs"].items():
+            rng = modules[name]._rng = np.random.default_rng()
+            rng.bit_generator.state = rng_state
+        self.history = History.from_dict(state["history"])
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> History:

@@ -1,4 +1,8 @@
+import os
+import signal
 import time
+
+import pytest
 
 from simplecnn.jobs import TrainingJob, TrainingScheduler
 from simplecnn.training import TrainConfig
@@ -56,3 +60,29 @@ def test_divergence_reaches_the_snapshot(mnist):
     job.start()
     job.join(60)
     assert job.snapshot().status == "diverged" and "lower the learning rate" in job.snapshot().message
+
+
+def test_training_runs_in_its_own_process_that_ends_with_the_job(mnist):
+    job = TrainingJob(TrainConfig(epochs=50, subset=2000, log_every=1), mnist, TrainingScheduler(1))
+    assert job.start()
+    assert wait_for(lambda: job.snapshot().latest is not None)
+    pid = job.process_id
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, 0)  # alive
+    weights_before = job.weights_version
+    assert wait_for(lambda: job.weights_version > weights_before)  # the child publishes its weights
+    assert job.stop()
+    job.join(60)
+    assert job.snapshot().status == "stopped" and job.process_id is None and not job.thread_alive
+    with pytest.raises(ProcessLookupError):  # reaped: its memory is back
+        os.kill(pid, 0)
+
+
+def test_a_killed_training_process_is_reported_not_hidden(mnist):
+    job = TrainingJob(TrainConfig(epochs=50, subset=2000, log_every=1), mnist, TrainingScheduler(1))
+    assert job.start()
+    assert wait_for(lambda: job.snapshot().latest is not None)
+    os.kill(job.process_id, signal.SIGKILL)
+    job.join(60)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "ended unexpectedly" in snap.message

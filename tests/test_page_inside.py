@@ -156,6 +156,7 @@ class _Placeholder:
     """Holds the scheduler's only slot, so a real job stays queued (active) without using the CPU."""
 
     cancel_requested = False
+    heartbeat_expired = False
 
 
 def test_active_run_is_shown_live(dataset):

@@ -133,6 +133,7 @@ class _Placeholder:
     """Holds the scheduler's only slot, so a real job stays queued (active) without using the CPU."""
 
     cancel_requested = False
+    heartbeat_expired = False
 
 
 def queued_job(dataset) -> tuple[TrainingJob, TrainingScheduler, _Placeholder]:
