@@ -54,6 +54,16 @@ def scheduler() -> TrainingScheduler:
     return TrainingScheduler()
 
 
+@st.cache_resource(show_spinner="Evaluating the bundled model on the test set…")
+def bundled_test_evaluation(dataset_name: str):
+    """The bundled model's test-set result, computed once per server and shared read-only: in a
+    class every learner who opens Results would otherwise spend the CPU on the same 10,000 images."""
+    from simplecnn.evaluation import evaluate
+
+    ds = shared_dataset(dataset_name)
+    return evaluate(_bundled_model_and_meta()[0], ds.test_images, ds.test_labels, num_classes=ds.num_classes)
+
+
 def bundled_model_meta() -> dict:
     try:
         return _bundled_model_and_meta()[1]

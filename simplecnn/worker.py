@@ -1,5 +1,7 @@
 """The training process behind a `TrainingJob`: `python -m simplecnn.worker`, driven over stdin/stdout.
 
+The process lowers its own scheduling priority (`SIMPLECNN_TRAINING_NICE`, default 10): on a
+shared server a learner's drawing or page should answer first, and training takes what is left.
 The parent sends one message, (config dict, dataset name, trainer state as torch.save bytes), then
 maybe "stop"; the child reports batches, weights and epochs, and at the end its full state (see
 `simplecnn.jobs.train_in_child`). End of file on stdin (the parent went away) stops it too.
@@ -10,11 +12,25 @@ import os
 import threading
 from multiprocessing.connection import Connection
 
+NICE_ENV = "SIMPLECNN_TRAINING_NICE"  # niceness added to the training process (default 10; 0 = none)
+
+
+def lower_priority() -> int:
+    """Be nice to the web server and its users; returns the increment applied."""
+    increment = int(os.environ.get(NICE_ENV, "10") or 0)
+    if increment > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(increment)
+        except OSError:
+            return 0
+    return max(increment, 0)
+
 
 def main() -> None:
     to_parent = Connection(os.dup(1))
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the message stream
     from_parent = Connection(os.dup(0))
+    lower_priority()
     from .jobs import train_in_child  # after the redirect: importing torch may print
 
     config, dataset_name, state = from_parent.recv()

@@ -69,6 +69,9 @@ def test_training_runs_in_its_own_process_that_ends_with_the_job(mnist):
     pid = job.process_id
     assert pid is not None and pid != os.getpid()
     os.kill(pid, 0)  # alive
+    with open(f"/proc/{pid}/stat") as f:  # field 19: niceness; the web server's users come first
+        child_nice = int(f.read().rsplit(")", 1)[1].split()[16])
+    assert child_nice == min(19, os.nice(0) + 10)
     weights_before = job.weights_version
     assert wait_for(lambda: job.weights_version > weights_before)  # the child publishes its weights
     assert job.stop()
