@@ -16,8 +16,9 @@ from .training import LR_SCHEDULES, OPTIMIZERS, BatchEvent, EpochEvent, TrainCon
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 PRESETS = {
-    # Reaches ~99 % test accuracy in one pass: all 60k images, a one-cycle schedule, batch 128.
-    "fast": dict(epochs=1, batch_size=128, learning_rate=3e-3, validation_split=0.0,
+    # About 99 % test accuracy in one pass: all 60k images, one-cycle up to 5e-3, batch 128
+    # (seeds 0/1/2: 99.03/98.98/99.02 %; with a peak of 3e-3 it was 98.89 %).
+    "fast": dict(epochs=1, batch_size=128, learning_rate=5e-3, validation_split=0.0,
                  lr_schedule="onecycle"),
     # The bundled model: shifted-digit augmentation and a one-cycle schedule over 15 epochs.
     "bundled": dict(epochs=15, batch_size=128, learning_rate=3e-3, validation_split=0.0,
