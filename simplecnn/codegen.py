@@ -115,7 +115,7 @@ def training_script(config: TrainConfig, data_dir: str = "data/mnist") -> str:
     """Python source that trains SimpleCNN with `config` using only torch and numpy."""
     c = config
     scheduler, scheduler_step = "", ""
-    steps = f"EPOCHS * ((len(train_idx) + BATCH_SIZE - 1) // BATCH_SIZE)"
+    steps = "EPOCHS * ((len(train_idx) + BATCH_SIZE - 1) // BATCH_SIZE)"
     if c.lr_schedule == "onecycle":
         scheduler = (f"scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr={c.learning_rate!r}, "
                      f"total_steps={steps}, pct_start=0.25)\n")

@@ -21,15 +21,16 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
 
 import torch
 
 from .data import Dataset, load_dataset
 from .model import SimpleCNN
-from .training import BatchEvent, EpochEvent, StopTraining, TrainConfig, Trainer
+from .training import BatchEvent, EpochEvent, History, StopTraining, TrainConfig, Trainer
 
 MAX_TRAININGS_ENV = "SIMPLECNN_MAX_TRAININGS"  # trainings at once per server (default 1)
 HEARTBEAT_TIMEOUT_ENV = "SIMPLECNN_HEARTBEAT_TIMEOUT"  # seconds without a heartbeat -> cancel (default 30)
@@ -80,7 +81,6 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, state: byt
             trainer.fit()
         conn.send(("done", _pack(trainer.state_dict())))
     except BaseException as exc:  # the parent shows the reason; nothing else would see it
-        import traceback
         conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
     finally:
         conn.close()

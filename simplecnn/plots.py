@@ -350,7 +350,7 @@ def digit_image(img: Any, title: str | None = None, show_values: bool = False,
         z=z, colorscale=colorscale, showscale=show_values,
         texttemplate=f"%{{z:{value_format}}}" if show_values else None,
         textfont=dict(size=8) if show_values else None,
-        hovertemplate=f"row %{{y}}, column %{{x}}<br>value %{{z:.3f}}<extra></extra>"))
+        hovertemplate="row %{y}, column %{x}<br>value %{z:.3f}<extra></extra>"))
     fig.update_xaxes(showticklabels=show_values, showgrid=False, zeroline=False, dtick=4, side="top",
                      constrain="domain")
     fig.update_yaxes(showticklabels=show_values, showgrid=False, zeroline=False, dtick=4,
