@@ -315,16 +315,9 @@ class Timing:
         return self.read == f"Prediction: {self.digit}"
 
 
-def timed_stroke(page, digit: str, points, timeout: float = 60.0) -> Timing:
-    """Draw one digit on an empty canvas and time mouse-up -> its `Prediction:` heading on screen."""
-    page.evaluate("() => { const t = window.__lat; t.shown = null; t.armed = true; "
-                  "t.ups.length = 0; t.sends.length = 0; t.recvs.length = 0; }")
-    stroke(page, points)
-    page.wait_for_function("() => window.__lat.shown !== null", timeout=timeout * 1000, polling=50)
-    lat = page.evaluate("() => window.__lat")
-    up = lat["ups"][-1]
-    shown = lat["shown"]
-    total = (shown["frame"] - up) / 1000
+def split_timing(lat: dict) -> tuple[float, float | None, float | None, float | None]:
+    """(total, client, server, render) seconds of the last stroke from TIMING_SCRIPT's stamps."""
+    up, shown = lat["ups"][-1], lat["shown"]
     sends = [s for s in lat["sends"] if s >= up]
     client = server = render = None
     if sends:
@@ -333,6 +326,17 @@ def timed_stroke(page, digit: str, points, timeout: float = 60.0) -> Timing:
         if carriers:
             server = (carriers[-1] - sends[0]) / 1000
             render = (shown["frame"] - carriers[-1]) / 1000
+    return (shown["frame"] - up) / 1000, client, server, render
+
+
+def timed_stroke(page, digit: str, points, timeout: float = 60.0) -> Timing:
+    """Draw one digit on an empty canvas and time mouse-up -> its `Prediction:` heading on screen."""
+    page.evaluate("() => { const t = window.__lat; t.shown = null; t.armed = true; "
+                  "t.ups.length = 0; t.sends.length = 0; t.recvs.length = 0; }")
+    stroke(page, points)
+    page.wait_for_function("() => window.__lat.shown !== null", timeout=timeout * 1000, polling=50)
+    lat = page.evaluate("() => window.__lat")
+    total, client, server, render = split_timing(lat)
     from playwright.sync_api import Error as PlaywrightError
 
     compute_ms = None
@@ -342,7 +346,7 @@ def timed_stroke(page, digit: str, points, timeout: float = 60.0) -> Timing:
         compute_ms = float(match.group(1)) if match else None
     except PlaywrightError:  # caption not rendered in time: the other figures still stand
         compute_ms = None
-    return Timing(digit, shown["text"].strip(), total, client, server, render, compute_ms)
+    return Timing(digit, lat["shown"]["text"].strip(), total, client, server, render, compute_ms)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -169,7 +169,7 @@ SENT_OR_SHOWN = """() => { const t = window.__lat, up = t.ups[t.ups.length - 1];
 async def timed_stroke(page, digit: str, points, report: Report, name: str, timeout: float = 90.0):
     """Draw and time one digit. A stroke the canvas never sent (it landed beside it while the page was
     still moving) is a miss of this harness, not of the app: it is counted, cleared and drawn again."""
-    from draw_latency import Timing
+    from draw_latency import Timing, split_timing
 
     for attempt in range(3):
         await page.evaluate("() => { const t = window.__lat; t.shown = null; t.armed = true; "
@@ -192,16 +192,8 @@ async def timed_stroke(page, digit: str, points, report: Report, name: str, time
         raise NoAnswer(f"no 'Prediction:' {timeout:.0f} s after drawing {digit}: websocket sends at {sent} s "
                        f"after mouse-up, {len(lat['recvs'])} messages received") from exc
     lat = await page.evaluate("() => window.__lat")
-    up, shown = lat["ups"][-1], lat["shown"]
-    sends = [s for s in lat["sends"] if s >= up]
-    client = server = render = None
-    if sends:
-        client = (sends[0] - up) / 1000
-        carriers = [r for r in lat["recvs"] if sends[0] <= r <= shown["dom"]]
-        if carriers:
-            server = (carriers[-1] - sends[0]) / 1000
-            render = (shown["frame"] - carriers[-1]) / 1000
-    return Timing(digit, shown["text"].strip(), (shown["frame"] - up) / 1000, client, server, render, None)
+    total, client, server, render = split_timing(lat)
+    return Timing(digit, lat["shown"]["text"].strip(), total, client, server, render, None)
 
 
 async def picker_options(page) -> list[str]:

@@ -310,7 +310,9 @@ class TrainingJob:
         A fresh interpreter rather than multiprocessing: its start methods re-import the parent's
         __main__ in the child, and under Streamlit that is the page script being run.
         """
-        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT,
+        # The web server waits passively in OpenMP (app.py); training is ~30 % faster with libgomp's default.
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT, env=env,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         to_child, from_child = Connection(os.dup(process.stdin.fileno())), Connection(os.dup(process.stdout.fileno()))
         process.stdin.close()
