@@ -9,8 +9,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from dashboard import nav
-from dashboard.status import training_status
+from dashboard import nav, state, teacher
+from dashboard.identity import learner
+from dashboard.status import learner_link_ui, training_status
 from simplecnn.data import DataError
 
 ROOT = Path(__file__).resolve().parent
@@ -23,8 +24,13 @@ def _pages(entries):
             for path, title, icon in entries if (ROOT / path).is_file()]
 
 
-page = st.navigation({"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON_PAGES)})
+state.classroom().touch(learner())  # also puts the learner's token back into the URL after a page switch
+sections = {"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON_PAGES)}
+if teacher.is_teacher():  # no teacher page at all unless the link carries the server's teacher token
+    sections["Teacher"] = _pages(nav.TEACHER_PAGES)
+page = st.navigation(sections)
 training_status()
+learner_link_ui()
 try:
     page.run()
 except DataError as exc:  # a data file is missing or corrupt: name it and the fix, never a traceback

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from simplecnn.drawing import PictureError, decode_png
+
 CANVAS_SIZE = 280  # px; 10x the network's 28x28 input
 INK = "#FFFFFF"
 BACKGROUND = "#000000"
@@ -42,5 +44,11 @@ def digit_canvas(name: str, stroke_width: int = 18, size: int = CANVAS_SIZE) -> 
         return_image_data=True,
         key=canvas_key(name),
     )
-    image = result.image_data
-    return None if image is None else np.asarray(image)
+    data = result.image_bytes  # decoded here, bounded, rather than by the component's unchecked image_data
+    if data is None:
+        return None
+    try:
+        return decode_png(data)
+    except PictureError as exc:  # a forged or broken message from the browser: say so, keep the page
+        st.warning(f"{exc} Clear the canvas and draw again.", icon=":material/warning:")
+        return None

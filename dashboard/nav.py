@@ -11,6 +11,7 @@ INSIDE = "pages/inside.py"
 RESULTS = "pages/results.py"
 DATA = "pages/data.py"
 LEARN_DIR = "pages/learn"
+TEACHER = "pages/teacher.py"
 
 # (file, title, material icon) of every page, in menu order. app.py registers exactly these.
 DASHBOARD_PAGES = [
@@ -21,6 +22,7 @@ DASHBOARD_PAGES = [
     (RESULTS, "Results", ":material/analytics:"),
     (DATA, "Data", ":material/dataset:"),
 ]
+TEACHER_PAGES = [(TEACHER, "Class overview", ":material/groups:")]
 LESSON_PAGES = [
     (f"{LEARN_DIR}/01_tensors.py", "1 · Images as tensors", ":material/grid_on:"),
     (f"{LEARN_DIR}/02_fully_connected.py", "2 · Fully-connected layer", ":material/hub:"),

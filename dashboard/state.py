@@ -1,40 +1,29 @@
 """Per-learner state (runs, chosen model, chosen dataset) and the process-wide shared resources.
 
-Shared, read-only, loaded once per server process (`st.cache_resource`): the datasets, the bundled
-model's weights and the training scheduler. Everything a learner creates lives in
-`st.session_state`, so browser sessions never see each other's runs or models.
+Shared, loaded once per server process (`st.cache_resource`): the datasets, the bundled model's
+weights and the `Classroom` (run store + training queue). A learner is known by the token in their
+link (`?learner=...`, see dashboard.identity); their runs live on disk in the run store, and
+`st.session_state` only caches what was read (models by weights version). Learners never see each
+other's runs or models: every lookup goes through the learner's own key.
 """
 from __future__ import annotations
 
 import copy
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard.identity import learner
 from simplecnn.checkpoints import load_checkpoint
+from simplecnn.classroom import Classroom, RunView
 from simplecnn.data import DataError, Dataset, load_dataset
-from simplecnn.jobs import JobSnapshot, TrainingJob, TrainingScheduler
+from simplecnn.jobs import TrainingJob
 from simplecnn.model import SimpleCNN
 
 BUNDLED_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "simplecnn_mnist.pt"
 BUNDLED = "bundled"
-
-
-@dataclass
-class RunEntry:
-    """One model a learner can pick: a training run of this session, or an uploaded checkpoint."""
-
-    id: str
-    label: str
-    dataset: str
-    job: TrainingJob | None = None  # set for runs trained in this session
-    model: SimpleCNN | None = None  # set for uploaded checkpoints
-    meta: dict = field(default_factory=dict)
-
-    def snapshot(self) -> JobSnapshot | None:
-        return self.job.snapshot() if self.job else None
+MODEL_CACHE_SIZE = 3  # models (2.3 MB each) a session keeps in memory
+RunEntry = RunView  # one model a learner can pick: a stored training run or an uploaded checkpoint
 
 
 # -- shared, read-only --------------------------------------------------------------------------
@@ -48,10 +37,14 @@ def _bundled_model_and_meta() -> tuple[SimpleCNN, dict]:
     return load_checkpoint(BUNDLED_MODEL_PATH)
 
 
-@st.cache_resource
-def scheduler() -> TrainingScheduler:
-    """One queue per server: SIMPLECNN_MAX_TRAININGS trainings at once (default 1)."""
-    return TrainingScheduler()
+@st.cache_resource(show_spinner="Reading the stored runs…")
+def classroom() -> Classroom:
+    """One per server: every learner's runs on disk (SIMPLECNN_RUNS_DIR) and the training queue."""
+    return Classroom()
+
+
+def scheduler():
+    return classroom().scheduler
 
 
 @st.cache_resource(show_spinner="Evaluating the bundled model on the test set…")
@@ -98,27 +91,28 @@ def dataset() -> Dataset:
 
 
 def runs() -> dict[str, RunEntry]:
-    """This session's runs and uploaded models, oldest first."""
-    return st.session_state.setdefault("runs", {})
-
-
-def add_run(entry: RunEntry) -> RunEntry:
-    runs()[entry.id] = entry
-    return entry
+    """This learner's stored runs and uploaded models, oldest first, read through the classroom."""
+    return {view.id: view for view in classroom().runs(learner())}
 
 
 def current_run() -> RunEntry | None:
     """The run the Train page is working on (training, stopped or finished)."""
     run_id = st.session_state.get("current_run_id")
-    return runs().get(run_id) if run_id else None
+    view = classroom().run(learner(), run_id) if run_id else None
+    if view is None:
+        job = active_job()  # a reload or a new tab: reattach to the run that is training
+        if job is not None:
+            view = classroom().run(learner(), job.id)
+        elif not st.session_state.get("train_reset"):  # else the newest trained run, as the learner left it
+            view = next((r for r in reversed(list(runs().values())) if r.job is not None), None)
+        if view is not None:
+            st.session_state["current_run_id"] = view.id
+    return view
 
 
 def active_job() -> TrainingJob | None:
-    """The session's job that is queued or training now, if any."""
-    for entry in runs().values():
-        if entry.job is not None and entry.snapshot().active:
-            return entry.job
-    return None
+    """The learner's job that is queued or training now, if any (from any tab or earlier visit)."""
+    return classroom().active_job(learner())
 
 
 def model_choices() -> dict[str, str]:
@@ -127,7 +121,7 @@ def model_choices() -> dict[str, str]:
     if dataset_name() == "mnist" and bundled_model() is not None:
         choices[BUNDLED] = "Bundled model (pretrained)"
     for entry in runs().values():
-        if entry.dataset != dataset_name():
+        if entry.dataset != dataset_name() or entry.error:
             continue
         if entry.job is not None:
             snap = entry.snapshot()
@@ -139,19 +133,24 @@ def model_choices() -> dict[str, str]:
 
 
 def get_model(key: str) -> SimpleCNN | None:
-    """An eval-mode model for a choice key; a run's newest weights, cached per weights version."""
+    """An eval-mode model for a choice key, cached in this session per weights version."""
     if key == BUNDLED:
         return bundled_model()
-    entry = runs().get(key)
-    if entry is None:
+    entry = classroom().run(learner(), key)
+    if entry is None or entry.error:
         return None
-    if entry.job is None:
-        return entry.model
     cache = st.session_state.setdefault("_model_cache", {})
-    version = entry.job.weights_version
+    version = entry.job.weights_version if entry.job is not None else -1
     cached = cache.get(key)
     if cached is None or cached[0] != version:
-        cached = cache[key] = (version, entry.job.model())
+        try:
+            model = entry.job.model() if entry.job is not None else load_checkpoint(entry.record.dir.latest_path)[0]
+        except ValueError:
+            return None
+        cache.pop(key, None)
+        cached = cache[key] = (version, model)
+        while len(cache) > MODEL_CACHE_SIZE:
+            cache.pop(next(iter(cache)))  # oldest first: a session holds a few models, not every run
     return cached[1]
 
 
@@ -186,10 +185,6 @@ def model_picker(label: str = "Model", help: str | None = None) -> tuple[SimpleC
     choice = st.selectbox(label, options, index=options.index(current), format_func=choices.get, help=help)
     st.session_state["model_key"] = choice
     return active_model()
-
-
-def new_run_id() -> str:
-    return f"run-{uuid.uuid4().hex[:6]}"
 
 
 @st.cache_resource

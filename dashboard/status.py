@@ -1,13 +1,15 @@
-"""The small training status shown in the sidebar of every page, refreshed while a run is active.
+"""The small training status shown in the sidebar of every page, refreshed while a run is active,
+and the learner's personal link.
 
-Its refresh also sends the run's heartbeat: when the tab is closed the refreshes stop and the
-job cancels itself after SIMPLECNN_HEARTBEAT_TIMEOUT seconds.
+A run does not depend on this refresh: it trains on whether the tab is open, hidden or closed.
+Each refresh only tells the classroom that the learner is still around (see Classroom.upkeep).
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import state
+from dashboard.identity import learner, personal_link
 from simplecnn.jobs import JobSnapshot
 
 REFRESH_SECONDS = 1.0
@@ -22,6 +24,10 @@ def progress_text(snap: JobSnapshot) -> tuple[float, str]:
     """(fraction done, one line of text) for a job snapshot."""
     if snap.status == "queued" or (snap.status == "stopping" and snap.queue_position):
         return 0.0, f"Waiting in the server queue: position {snap.queue_position or '?'}"
+    if not snap.active and snap.status not in ("finished",) and snap.epoch < snap.epochs:
+        done = (snap.epoch + snap.batch / max(snap.history.batches_per_epoch, 1)) / max(snap.epochs, 1)
+        per_epoch = snap.history.batches_per_epoch or "?"
+        return min(done, 1.0), f"Epoch {snap.epoch + 1}/{snap.epochs} · batch {snap.batch}/{per_epoch} · saved"
     latest = snap.latest
     if not latest:
         return 0.0, "Starting…"
@@ -34,9 +40,7 @@ def progress_text(snap: JobSnapshot) -> tuple[float, str]:
 
 def _status_body() -> None:
     job = state.active_job()
-    for entry in state.runs().values():  # keep every live job of this session alive
-        if entry.job is not None:
-            entry.job.heartbeat()
+    state.classroom().touch(learner())
     if job is None:
         if st.session_state.get("_status_was_active"):
             st.session_state["_status_was_active"] = False
@@ -59,3 +63,12 @@ def training_status() -> None:
     active = state.active_job() is not None
     with st.sidebar:
         st.fragment(run_every=REFRESH_SECONDS if active else None)(_status_body)()
+
+
+def learner_link_ui() -> None:
+    """The learner's personal link in the sidebar, with the copy button of st.code."""
+    with st.sidebar.expander("Your personal link", icon=":material/link:"):
+        st.caption("Your runs are kept on this server under this link. Bookmark it to come back to them "
+                   "after a reload, from another tab or another computer. **Anyone with this link sees and "
+                   "can change your runs**: share it only with your teacher.")
+        st.code(personal_link(), language=None)

@@ -149,16 +149,22 @@ def show_preparation(reading: Reading, name: str) -> None:
                    f"for **{name}** (|gradient| of that logit with respect to the input).")
 
 
-def epoch_probabilities(job, tensor: torch.Tensor, digest: str) -> np.ndarray:
-    """(epochs done, num_classes): this drawing's probabilities after each finished epoch; new epochs only."""
+def epoch_probabilities(job, tensor: torch.Tensor, digest: str) -> tuple[list[int], np.ndarray]:
+    """(epochs, (len(epochs), num_classes)): this drawing's probabilities after each epoch whose weights
+    the run kept on disk; only new epochs are computed."""
     cached = st.session_state.get("draw_epochs")
-    if cached is None or cached[0] != (digest, job.id):
-        cached = ((digest, job.id), [])
+    if cached is None or cached[0] != (digest, job.owner, job.id):
+        cached = ((digest, job.owner, job.id), {})
     rows = cached[1]
-    for epoch in range(len(rows) + 1, job.epochs_done + 1):
-        rows.append(predict_drawing(job.model(epoch=epoch), tensor).numpy())
+    epochs = job.saved_epochs()
+    for epoch in epochs:
+        if epoch not in rows:
+            model = job.model(epoch=epoch)
+            if model is not None:
+                rows[epoch] = predict_drawing(model, tensor).numpy()
     st.session_state["draw_epochs"] = cached
-    return np.stack(rows) if rows else np.zeros((0, 0))
+    kept = [e for e in epochs if e in rows]
+    return kept, (np.stack([rows[e] for e in kept]) if kept else np.zeros((0, 0)))
 
 
 def chosen_run() -> state.RunEntry | None:
@@ -196,21 +202,21 @@ def show_learning(tensor: torch.Tensor | None, digest: str | None, classes: tupl
     st.subheader("Watch your digit as it learns")
     run = chosen_run()
     if run is None:
-        st.caption("Choose a run you trained in this session (one training now works too) to see how its "
+        st.caption("Choose one of your trained runs (one training now works too) to see how its "
                    "answer for your drawing changed after every epoch.")
         nav.link(nav.TRAIN, "Train a network", ":material/model_training:")
         return
     if tensor is None:
         st.info("Draw on the canvas above to see how this run's answer changed after each epoch.")
         return
-    probs = epoch_probabilities(run.job, tensor, digest)
+    epochs, probs = epoch_probabilities(run.job, tensor, digest)
     if not len(probs):
         st.info("The first point appears when this run finishes its first epoch.")
         return
     final = int(probs[-1].argmax())
-    st.plotly_chart(plots.probabilities_over_epochs(probs, classes, highlight=final, height=300),
+    st.plotly_chart(plots.probabilities_over_epochs(probs, classes, highlight=final, epochs=epochs, height=300),
                     key="draw_epochs_chart", config={"displayModeBar": False})
-    story = ", ".join(f"{e}: {classes[int(p.argmax())]} ({p.max():.0%})" for e, p in enumerate(probs, 1))
+    story = ", ".join(f"{e}: {classes[int(p.argmax())]} ({p.max():.0%})" for e, p in zip(epochs, probs))
     st.caption(f"Answer after each epoch: {story}.")
 
 

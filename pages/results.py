@@ -15,6 +15,7 @@ import torch
 from dashboard import nav, state
 from dashboard.images import png_data_uri
 from simplecnn import plots
+from simplecnn.data import split_indices
 from simplecnn.evaluation import EvaluationResult, evaluate
 
 CACHE_KEY = "results_evaluations"  # session_state: {split: {(model key, weights version, dataset): result}}
@@ -154,8 +155,10 @@ def _live_validation(key: str) -> None:
     snap = entry.snapshot()
     if not snap.active:
         st.rerun()  # training ended: draw the page again with the full test evaluation
-    ds = entry.job.trainer.dataset
-    val_idx = entry.job.trainer.val_idx[:LIVE_VAL_IMAGES]
+    ds = state.dataset()
+    cfg = entry.job.config
+    all_val = split_indices(len(ds.train_labels), cfg.validation_split, cfg.seed, cfg.subset)[1]
+    val_idx = all_val[:LIVE_VAL_IMAGES]
     if len(val_idx) == 0:
         st.info("This run holds no validation split (validation split 0): use the button below for the test set.")
         return
@@ -166,7 +169,7 @@ def _live_validation(key: str) -> None:
     latest = snap.latest or {}
     st.caption(f":material/update: Weights version {version}, epoch {latest.get('epoch', snap.epoch + 1)}"
                f"/{snap.epochs}, batch {latest.get('batch', 0)}/{latest.get('batches_per_epoch', '?')} · "
-               f"{len(val_idx):,} of the run's {len(entry.job.trainer.val_idx):,} validation images "
+               f"{len(val_idx):,} of the run's {len(all_val):,} validation images "
                f"(held out of training) · refreshed every {LIVE_REFRESH_S:g} s")
     _headline(result, "Validation", len(val_idx))
     _charts(result, ds.classes, "results_val")

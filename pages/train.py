@@ -5,12 +5,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.status import REFRESH_SECONDS, progress_text
+from dashboard.identity import learner
+from dashboard.status import REFRESH_SECONDS, format_eta, progress_text
 from dashboard.widgets import keep
-from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, checkpoint_bytes, load_checkpoint
+from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoint
+from simplecnn.classroom import DEFAULT_SPEED, RunRefused, split_sizes
 from simplecnn.codegen import training_script
 from simplecnn.data import FASHION_CLASSES, MNIST_CLASSES, DataError
-from simplecnn.jobs import TrainingJob
 from simplecnn.plots import training_curves
 from simplecnn.training import OPTIMIZERS, TrainConfig
 
@@ -62,19 +63,38 @@ def settings_ui() -> TrainConfig:
 
 
 def start_run(config: TrainConfig) -> None:
-    if state.active_job() is not None:
-        st.warning("A run is already training. Stop it first, or wait for it to finish.")
-        return
     try:
-        job = TrainingJob(config, state.dataset(), state.scheduler())
+        ds = state.dataset()
+        job = state.classroom().start_run(learner(), config, state.dataset_name(), ds.num_classes,
+                                          len(ds.train_labels))
+    except RunRefused as exc:
+        st.error(f"**Not started.** {exc}", icon=":material/block:")
+        return
     except (ValueError, DataError) as exc:
         st.error(f"Cannot start: {exc}")
         return
-    state.add_run(state.RunEntry(id=job.id, label=job.label, dataset=config.dataset, job=job))
     st.session_state["current_run_id"] = job.id
     st.session_state["model_key"] = job.id
-    job.start()
+    st.session_state.pop("train_reset", None)
     st.rerun()
+
+
+def estimate_ui(config: TrainConfig) -> None:
+    """How long these settings take on this server, and whether they fit its per-run budget."""
+    room = state.classroom()
+    size = len(state.dataset().train_labels)
+    n_train, _ = split_sizes(config, size)
+    seconds = room.estimate_seconds(config, size)
+    basis = (f"this server's measured speed, {room.speed:,.0f} images/s" if room.speed else
+             f"an assumed {DEFAULT_SPEED:,.0f} images/s until this server has measured a run")
+    try:
+        room.check_budget(config, size)
+    except RunRefused as exc:
+        st.warning(f"{exc}", icon=":material/timer_off:")
+        return
+    st.caption(f":material/timer: About **{format_eta(seconds)}** (min:s) for {n_train:,} training images × "
+               f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, from {basis}; more if others are "
+               f"training. Budget per run on this server: {room.limits.max_run_images:,} images.")
 
 
 def controls_ui(config: TrainConfig) -> None:
@@ -90,18 +110,21 @@ def controls_ui(config: TrainConfig) -> None:
         st.rerun()
     if b3.button("Resume", icon=":material/resume:", width="stretch",
                  disabled=not (snap and snap.can_resume)):
-        if state.active_job() is not None:
-            st.warning("Another run is training; stop it before resuming this one.")
-        elif run.job.start():
+        try:
+            state.classroom().resume(learner(), run.id)
             st.rerun()
+        except RunRefused as exc:
+            st.warning(str(exc))
     if b4.button("Reset", icon=":material/restart_alt:", width="stretch",
                  disabled=snap is None or snap.active,
                  help="Start over with a fresh, untrained model; finished runs stay in the history"):
         st.session_state.pop("current_run_id", None)
+        st.session_state["train_reset"] = True
         st.rerun()
+    if snap is None or not snap.active:
+        estimate_ui(config)
     if snap is None:
-        n = config.subset or 60000
-        n_train = n - round(n * config.validation_split)
+        n_train, _ = split_sizes(config, len(state.dataset().train_labels))
         if config.batch_size > n_train:
             st.info(f"The batch size ({config.batch_size}) is larger than the training split ({n_train:,} "
                     f"images): each epoch will be a single batch of {n_train:,}.")
@@ -114,17 +137,18 @@ def live_ui() -> None:
         st.info("Set the knobs above and press **Start**. Training runs in the background: you can visit "
                 "other pages while it learns, and stop it from the sidebar.")
         return
-    job = run.job
-    job.heartbeat()
-    snap = job.snapshot()
+    snap = run.job.snapshot()
     fraction, text = progress_text(snap)
     st.progress(fraction if snap.status not in ("finished",) else 1.0, text=f"**{snap.id}** · {snap.status} · {text}")
     if snap.status == "diverged":
         st.error(snap.message, icon=":material/error:")
     elif snap.status == "failed":
         st.error(snap.message, icon=":material/error:")
-    elif snap.status in ("stopped", "cancelled"):
-        st.warning(f"{snap.message} Press **Resume** to continue from here.", icon=":material/pause:")
+    elif snap.status in ("stopped", "interrupted") and snap.can_resume:
+        hint = "" if "Resume" in snap.message else " Press **Resume** to continue from here."
+        st.warning(f"{snap.message}{hint}", icon=":material/pause:")
+    elif snap.status in ("stopped", "interrupted"):
+        st.info(snap.message, icon=":material/pause:")
     elif snap.status == "finished":
         st.success(snap.message, icon=":material/check_circle:")
     if snap.history.warning and snap.status != "diverged":
@@ -146,27 +170,57 @@ def live_ui() -> None:
 
 def overlay_runs() -> list[state.RunEntry]:
     chosen = st.session_state.get("train_overlay", [])
-    return [state.runs()[i] for i in chosen if i in state.runs() and state.runs()[i].job is not None]
+    runs = state.runs()
+    return [runs[i] for i in chosen if i in runs and runs[i].job is not None]
 
 
 def history_ui() -> None:
-    trained = [r for r in state.runs().values() if r.job is not None]
-    if not trained:
-        st.caption("Every run you start is kept here for this session: compare their settings and overlay "
-                   "their curves.")
-        return
-    rows = []
-    for r in trained:
-        s = r.snapshot()
-        val = [e["val_accuracy"] for e in s.history.epochs if e.get("val_accuracy") is not None]
-        rows.append({"run": r.id, "settings": r.label, "status": s.status, "epochs": f"{s.epoch}/{s.epochs}",
-                     "best val acc %": round(max(val), 2) if val else None,
-                     "train time s": round(s.history.seconds, 1),
-                     "images/s": round(s.history.images_seen / s.history.seconds) if s.history.seconds else None})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    ids = [r.id for r in trained]
-    labels = {r.id: f"{r.id}: {r.label}" for r in trained}
-    st.multiselect("Overlay these runs' curves on the chart", ids, format_func=labels.get, key="train_overlay")
+    runs = list(state.runs().values())
+    room = state.classroom()
+    used = room.store.learner_bytes(learner())
+    st.caption(f"Your runs are kept on this server (they survive a reload and a restart): {len(runs)} of "
+               f"{room.limits.max_runs_per_learner} stored, {used / 1e6:.1f} of "
+               f"{room.limits.max_learner_bytes / 1e6:.0f} MB used.")
+    for entry in runs:
+        if entry.error:
+            st.warning(entry.error + " Delete it below to free its place.", icon=":material/broken_image:")
+    trained = [r for r in runs if r.job is not None]
+    if trained:
+        rows = []
+        for r in trained:
+            s = r.snapshot()
+            val = [e["val_accuracy"] for e in s.history.epochs if e.get("val_accuracy") is not None]
+            rows.append({"run": r.id, "settings": r.label, "status": s.status, "epochs": f"{s.epoch}/{s.epochs}",
+                         "best val acc %": round(max(val), 2) if val else None,
+                         "train time s": round(s.history.seconds, 1),
+                         "images/s": round(s.history.images_seen / s.history.seconds) if s.history.seconds else None})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        ids = [r.id for r in trained]
+        labels = {r.id: f"{r.id}: {r.label}" for r in trained}
+        st.multiselect("Overlay these runs' curves on the chart", ids, format_func=labels.get, key="train_overlay")
+    elif not runs:
+        st.caption("Every run you start is kept here: compare their settings and overlay their curves.")
+    if runs:
+        delete_ui(runs)
+
+
+def delete_ui(runs: list[state.RunEntry]) -> None:
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    labels = {r.id: f"{r.id}: {r.label}" + (" (uploaded)" if r.kind == "uploaded" else "") for r in runs}
+    run_id = c1.selectbox("Delete a run and its files", list(labels), format_func=labels.get, index=None,
+                          placeholder="Choose a run to delete", key="train_delete_choice")
+    if c2.button("Delete", icon=":material/delete:", disabled=run_id is None, key="train_delete"):
+        try:
+            state.classroom().delete(learner(), run_id)
+        except RunRefused as exc:
+            st.warning(str(exc))
+            return
+        for key in ("current_run_id", "model_key"):
+            if st.session_state.get(key) == run_id:
+                st.session_state.pop(key)
+        st.session_state.pop("train_delete_choice", None)
+        st.toast(f"Deleted {run_id}.")
+        st.rerun()
 
 
 def checkpoint_ui() -> None:
@@ -174,16 +228,13 @@ def checkpoint_ui() -> None:
     with c1:
         st.markdown("**Download a run's checkpoint**")
         ready = {r.id: r for r in state.runs().values() if r.job is not None and r.snapshot().epoch > 0
-                 and not r.snapshot().active}
+                 and not r.snapshot().active and r.record.dir.latest_path.exists()}
         if not ready:
             st.caption("A run that has finished at least one epoch (and is not training) can be saved here.")
         else:
             run_id = st.selectbox("Run", list(ready), format_func=lambda i: f"{i}: {ready[i].label}",
                                   key="train_ckpt_run")
-            entry = ready[run_id]
-            snap = entry.snapshot()
-            data = checkpoint_bytes(entry.job.model(), config=snap.config, history=snap.history.to_dict(),
-                                    metrics={"val_accuracy": (snap.history.last_epoch or {}).get("val_accuracy")})
+            data = ready[run_id].record.dir.latest_path.read_bytes()
             st.download_button("Download checkpoint (.pt)", data, file_name=f"simplecnn-{run_id}.pt",
                                mime="application/octet-stream", icon=":material/download:")
     with c2:
@@ -214,11 +265,15 @@ def add_uploaded(upload) -> None:
         st.error(f"Could not load {upload.name}: the network has {model.num_classes} outputs, but {dataset} "
                  f"has {classes} classes. Only SimpleCNN checkpoints for {classes} classes fit here.")
         return
-    entry = state.add_run(state.RunEntry(id=state.new_run_id(), label=f"{label} [{upload.name}]",
-                                         dataset=dataset, model=model, meta=meta))
-    st.session_state["model_key"] = entry.id
-    st.success(f"Loaded {upload.name} as {entry.id}. It is now the model used on the Draw, Inside and "
-               "Results pages.")
+    try:
+        run = state.classroom().add_upload(learner(), upload.getvalue(), f"{label} [{upload.name}]", dataset,
+                                           classes, meta)
+    except RunRefused as exc:
+        st.error(f"Could not keep {upload.name}: {exc}")
+        return
+    st.session_state["model_key"] = run.run_id
+    st.success(f"Loaded {upload.name} as {run.run_id}. It is now the model used on the Draw, Inside and "
+               "Results pages, and it is kept with your runs.")
 
 
 st.title("Train the network")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -22,6 +23,11 @@ from .model import SimpleCNN
 FORMAT = "simplecnn-checkpoint"
 FORMAT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024  # a SimpleCNN checkpoint is ~2.3 MB; matches server.maxUploadSize
+MAX_UNPACKED_BYTES = 32 * 1024 * 1024  # what the zip's entries may declare in all, before torch reads them
+MAX_ZIP_ENTRIES = 1000
+MAX_META_BYTES = 4 * 1024 * 1024  # metadata JSON (config, metrics, history) of a long run is ~0.3 MB
+MAX_META_DEPTH = 12  # nesting of that JSON; ours is 4 deep
+MAX_CLASSES = 100
 
 
 def checkpoint_payload(model: SimpleCNN, config: dict | None = None, metrics: dict | None = None,
@@ -81,6 +87,7 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO,
             raise ValueError(f"Checkpoint not found: {p}")
         if p.stat().st_size > MAX_CHECKPOINT_BYTES:
             raise ValueError(f"File too large for a SimpleCNN checkpoint: {p}")
+    _check_archive(source)
     try:
         payload = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -93,15 +100,86 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO,
     return model_from_payload(payload)
 
 
+def _check_archive(source) -> None:
+    """Refuse by the zip directory alone, before torch.load allocates: a 10 MB upload of compressed
+    entries could unpack to gigabytes. torch.save writes uncompressed (stored) entries only."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError("Not a readable checkpoint: only files written by torch.save (a zip archive) are "
+                         f"accepted ({type(exc).__name__}).") from exc
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise ValueError(f"Not a SimpleCNN checkpoint: the archive holds {len(entries):,} files.")
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries):
+        raise ValueError("Refused: the archive's entries are compressed, which torch.save never does "
+                         "(such a file can unpack to far more than its size).")
+    declared = sum(e.file_size for e in entries)
+    if declared > MAX_UNPACKED_BYTES:
+        raise ValueError(f"Refused: the archive declares {declared / 1e6:,.0f} MB of contents; a SimpleCNN "
+                         "checkpoint holds about 2.3 MB.")
+
+
+def _json_depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, without recursion (stops counting past `limit`)."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        level = [c for v in level if isinstance(v, (dict, list))
+                 for c in (v.values() if isinstance(v, dict) else v)]
+        level = [v for v in level if isinstance(v, (dict, list))]
+    return depth
+
+
+def _parse_meta(text: object) -> dict:
+    if not isinstance(text, str):
+        raise ValueError("Checkpoint metadata is corrupt.")
+    if len(text) > MAX_META_BYTES:
+        raise ValueError(f"Checkpoint metadata is too large ({len(text) / 1e6:.1f} MB of text).")
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError("Checkpoint metadata is corrupt.") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError("Not a SimpleCNN checkpoint (unknown format).")
+    if _json_depth(meta, MAX_META_DEPTH) > MAX_META_DEPTH:
+        raise ValueError("Checkpoint metadata is nested too deeply to be ours.")
+    for name in ("architecture", "config", "metrics", "history"):
+        if not isinstance(meta.get(name, {}), dict):
+            raise ValueError(f"Checkpoint metadata is corrupt: {name} is not a mapping.")
+    if meta.get("config"):
+        from .training import TrainConfig
+        try:
+            TrainConfig.from_dict(meta["config"]).validate()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"The checkpoint's training settings are invalid: {exc}") from None
+    return meta
+
+
+def _architecture(arch: dict) -> dict:
+    """num_classes, dropouts and batch_norm from metadata, checked for type and range."""
+    classes = arch.get("num_classes", 10)
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 2 <= classes <= MAX_CLASSES:
+        raise ValueError(f"Not a usable SimpleCNN: num_classes must be a whole number from 2 to {MAX_CLASSES} "
+                         f"(got {classes!r:.40}).")
+    out = {"num_classes": classes, "batch_norm": arch.get("batch_norm", True)}
+    if not isinstance(out["batch_norm"], bool):
+        raise ValueError("Not a usable SimpleCNN: batch_norm must be true or false.")
+    for name, default in (("dropout1", 0.45), ("dropout2", 0.35)):
+        p = arch.get(name, default)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p < 1:
+            raise ValueError(f"Not a usable SimpleCNN: {name} must be a number in [0, 1) (got {p!r:.40}).")
+        out[name] = float(p)
+    return out
+
+
 def model_from_payload(payload: object) -> tuple[SimpleCNN, dict]:
     """Rebuild the model from a loaded payload, checking it is really a SimpleCNN."""
     if isinstance(payload, dict) and "state_dict" in payload and "meta_json" in payload:
-        try:
-            meta = json.loads(payload["meta_json"])
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise ValueError("Checkpoint metadata is corrupt.") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError("Not a SimpleCNN checkpoint (unknown format).")
+        meta = _parse_meta(payload["meta_json"])
         state = payload["state_dict"]
     elif isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
         # A bare state_dict, e.g. saved from the guide's own SimpleCNN class.
@@ -110,12 +188,15 @@ def model_from_payload(payload: object) -> tuple[SimpleCNN, dict]:
                                 "batch_norm": "batch1.weight" in state}
     else:
         raise ValueError("Not a SimpleCNN checkpoint: no model weights found in the file.")
-    arch = meta.get("architecture", {})
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("Not a SimpleCNN checkpoint: its weights are not a mapping of tensors.")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"Refused: the weights hold NaN or infinite values ({', '.join(map(str, bad[:3]))}); "
+                         "such a network answers nothing. It may come from a run that diverged.")
+    arch = _architecture(meta.get("architecture", {}))
     try:
-        model = SimpleCNN(num_classes=int(arch.get("num_classes", 10)),
-                          dropout1=float(arch.get("dropout1", 0.45)),
-                          dropout2=float(arch.get("dropout2", 0.35)),
-                          batch_norm=bool(arch.get("batch_norm", True)))
+        model = SimpleCNN(**arch)
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
         first = " ".join(str(exc).split())[:240]

@@ -317,3 +317,41 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
     rows = float(image.sum(axis=1) @ np.arange(image.shape[0], dtype=np.float32))
     cols = float(image.sum(axis=0) @ np.arange(image.shape[1], dtype=np.float32))
     return rows / total, cols / total
+
+
+# -- pictures that arrive as bytes (the canvas sends a PNG over the websocket) --------------------------
+MAX_PICTURE_BYTES = 4 * 1024 * 1024  # a 280x280 canvas PNG is a few kB
+MAX_PICTURE_SIDE = 2048  # pixels; checked from the header, before the pixels are decoded
+PICTURE_MODES = ("RGBA", "RGB", "LA", "L", "P", "1")  # 8-bit (or less) per channel
+
+
+class PictureError(ValueError):
+    """A picture that cannot be a drawing: too big, not a PNG, or of an unexpected pixel format."""
+
+
+def decode_png(data: bytes, max_side: int = MAX_PICTURE_SIDE) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA from PNG bytes, refusing what would cost memory before it is spent.
+
+    The size is read from the PNG header (Image.open decodes nothing yet), so a forged 50,000 x
+    50,000 image is refused in microseconds; 16-bit and other unusual formats are refused by mode.
+    """
+    import io
+
+    if len(data) > MAX_PICTURE_BYTES:
+        raise PictureError(f"The drawing arrived as {len(data) / 1e6:.1f} MB; a canvas is a few kB.")
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise PictureError("The drawing did not arrive as a PNG picture.")
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+            if width > max_side or height > max_side or width < 1 or height < 1:
+                raise PictureError(f"The drawing is {width}×{height} pixels; at most {max_side}×{max_side} "
+                                   "is accepted.")
+            if picture.mode not in PICTURE_MODES:
+                raise PictureError(f"The drawing uses the pixel format {picture.mode}; an 8-bit picture "
+                                   "(RGBA, RGB or grey) is expected.")
+            return np.asarray(picture.convert("RGBA"))
+    except PictureError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise PictureError(f"The drawing could not be decoded ({type(exc).__name__}).") from None

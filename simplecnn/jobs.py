@@ -1,21 +1,22 @@
-"""Background training jobs and a server-wide queue, for UIs that must never block.
+"""Training jobs on stored runs, and a server-wide queue, for UIs that must never block or lose work.
 
-A `TrainingJob` trains in a child process, so that the server's own Python work (page reruns,
-figures, websockets) never competes with training for one interpreter lock: in the same process
-a live Train page cut training to under half the command line's speed. A small thread per job
-talks to the child over a pipe and keeps a mirror of the run (history, latest batch, weights).
-The UI reads `job.snapshot()` (plain data) and `job.model()` (an eval-mode copy of the latest
-published weights) from any thread. A stop ends the child after its current batch and brings its
-exact state back, so a resume starts a new child that goes on from the same batch. A
-`TrainingScheduler` caps how many jobs train at once on the server and queues the rest in FIFO
-order. A job whose owner stops sending heartbeats (the browser tab was closed) cancels itself,
-and its process, with its memory, is gone.
+A `TrainingJob` is the server's handle on one stored run (`simplecnn.runstore.RunDir`). Each start
+trains in a child process, `python -m simplecnn.worker`, so the server's own Python work (page
+reruns, figures, websockets) never competes with training for one interpreter lock. The child
+writes the run's files itself: its full trainer state, the newest weights and the curves every
+`SIMPLECNN_SAVE_EVERY` seconds and after every epoch, the weights after each epoch, and all of it
+again when it stops. Whatever happens to the server or the child, the run can go on from its last
+save. The server mirrors the child's reports (history, latest batch, weights about once a second)
+for the UI, which reads `job.snapshot()` (plain data) and `job.model()` from any thread.
+
+A job does not belong to a browser tab: it trains until it is done or someone stops it. A
+`TrainingScheduler` caps how many jobs train at once and queues the rest in order; the teacher may
+change the cap or move a job to the front.
 """
 from __future__ import annotations
 
-import copy
 import io
-import itertools
+import math
 import os
 import subprocess
 import sys
@@ -28,16 +29,17 @@ from pathlib import Path
 
 import torch
 
-from .data import Dataset, load_dataset
 from .model import SimpleCNN
-from .training import BatchEvent, EpochEvent, History, StopTraining, TrainConfig, Trainer
+from .runstore import RunDir
+from .training import BatchEvent, EpochEvent, History, StopTraining, TrainConfig
 
 MAX_TRAININGS_ENV = "SIMPLECNN_MAX_TRAININGS"  # trainings at once per server (default 1)
-HEARTBEAT_TIMEOUT_ENV = "SIMPLECNN_HEARTBEAT_TIMEOUT"  # seconds without a heartbeat -> cancel (default 30)
+SAVE_EVERY_ENV = "SIMPLECNN_SAVE_EVERY"  # seconds between the training process's saves (default 15)
 PUBLISH_EVERY_S = 1.0  # how often the child process publishes a copy of the weights
-CANCELLED_MESSAGE = "Cancelled: the browser tab that started this run was closed."
+MAX_EPOCH_SNAPSHOTS = 20  # weights kept per run on disk for "watch your digit as it learns"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where `python -m simplecnn.worker` finds the package
-_ids = itertools.count(1)
+ACTIVE = ("queued", "running", "stopping")
+RESUMABLE = ("stopped", "interrupted", "failed")
 
 
 def _pack(obj) -> bytes:
@@ -54,59 +56,138 @@ def _weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def train_in_child(conn: Connection, config: dict, dataset_name: str, state: bytes, stop: threading.Event) -> None:
-    """In the child process: continue a Trainer from `state`, report over `conn`, end after a stop."""
+def keeps_epoch(epoch: int, epochs: int) -> bool:
+    """Whether the weights after `epoch` are kept: all of them up to MAX_EPOCH_SNAPSHOTS epochs, else
+    every k-th and the last, so a 100-epoch run stores 20 snapshots, not 100 (2.3 MB each)."""
+    step = math.ceil(epochs / MAX_EPOCH_SNAPSHOTS)
+    return epoch == epochs or epoch % step == 0
+
+
+def save_every_seconds() -> float:
+    return max(1.0, float(os.environ.get(SAVE_EVERY_ENV, "15") or 15))
+
+
+class RunSaver:
+    """In the training process: writes the run's resume point, newest weights and curves atomically."""
+
+    def __init__(self, run: RunDir, config: TrainConfig, every_s: float) -> None:
+        self.run, self.config, self.every_s = run, config, every_s
+        self.last = time.monotonic()
+
+    def save(self, trainer) -> None:
+        from .checkpoints import save_checkpoint
+        from .runstore import atomic_write_bytes
+
+        history = trainer.history.to_dict()
+        atomic_write_bytes(self.run.state_path, _pack(trainer.state_dict()))
+        save_checkpoint(self.run.latest_path, trainer.model, config=self.config.to_dict(), history=history,
+                        metrics=_metrics(trainer.history))
+        self.run.write_progress(history, trainer.epoch, trainer._batch)
+        self.last = time.monotonic()
+
+    def save_epoch(self, trainer) -> None:
+        from .checkpoints import save_checkpoint
+
+        if keeps_epoch(trainer.epoch, self.config.epochs):
+            save_checkpoint(self.run.epoch_path(trainer.epoch), trainer.model, config=self.config.to_dict(),
+                            metrics=_metrics(trainer.history))
+        self.save(trainer)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every_s
+
+
+def _metrics(history: History) -> dict:
+    last = history.last_epoch or {}
+    return {"val_accuracy": last.get("val_accuracy"), "epoch": last.get("epoch")}
+
+
+def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: str, save_every_s: float,
+                   stop: threading.Event) -> None:
+    """In the child process: continue the stored run at `run_path`, report over `conn`, save as it goes."""
+    from .data import load_dataset
+    from .training import Trainer
+
+    trainer = saver = None
     try:
-        trainer = None
         last_publish = [time.monotonic()]
 
         def report(event: object) -> None:
-            if stop.is_set():
-                raise StopTraining()
             h = trainer.history
             if isinstance(event, BatchEvent):
                 conn.send(("batch", asdict(event), h.seconds, h.images_seen))
                 if time.monotonic() - last_publish[0] >= PUBLISH_EVERY_S:
                     conn.send(("weights", _pack(_weights_of(trainer.model))))
                     last_publish[0] = time.monotonic()
+                if saver.due():
+                    saver.save(trainer)
             elif isinstance(event, EpochEvent):
+                # Saved and reported before any stop is honoured: a stop during the epoch's final
+                # validation must not lose that epoch.
+                saver.save_epoch(trainer)
                 conn.send(("epoch", asdict(event), h.warning, _pack(_weights_of(trainer.model))))
                 last_publish[0] = time.monotonic()
+            if stop.is_set():
+                raise StopTraining()
 
-        trainer = Trainer(TrainConfig.from_dict(config), dataset=load_dataset(dataset_name), callbacks=[report])
-        trainer.load_state_dict(_unpack(state))
+        train_config = TrainConfig.from_dict(config)
+        run = RunDir(Path(run_path))
+        trainer = Trainer(train_config, dataset=load_dataset(dataset_name), callbacks=[report])
+        if run.state_path.exists():
+            trainer.load_state_dict(torch.load(run.state_path, map_location="cpu", weights_only=True))
+        saver = RunSaver(run, train_config, save_every_s)
         if not stop.is_set():  # a stop pressed while this process started trains nothing
             # The trainer checks its stop flag between batches: a stop costs at most one batch.
             threading.Thread(target=lambda: stop.wait() and trainer.request_stop(), daemon=True).start()
             trainer.fit()
-        conn.send(("done", _pack(trainer.state_dict())))
+        saver.save(trainer)
+        conn.send(("done", trainer.history.to_dict(), trainer.epoch, trainer._batch))
     except BaseException as exc:  # the parent shows the reason; nothing else would see it
-        conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        if trainer is not None and saver is not None and trainer.history.status == "running":
+            try:  # keep what was trained: the run resumes from here
+                saver.save(trainer)
+            except Exception:
+                pass
+        try:
+            conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        except OSError:
+            pass
     finally:
         conn.close()
 
 
 class TrainingScheduler:
-    """At most `max_concurrent` jobs train at once; the others wait in FIFO order."""
+    """At most `max_concurrent` jobs train at once; the others wait in order."""
 
     def __init__(self, max_concurrent: int | None = None) -> None:
         if max_concurrent is None:
             max_concurrent = int(os.environ.get(MAX_TRAININGS_ENV, "1") or 1)
-        self.max_concurrent = max(1, max_concurrent)
+        self._max = max(1, max_concurrent)
         self._cond = threading.Condition()
         self._waiting: list["TrainingJob"] = []
-        self._running: set["TrainingJob"] = set()
+        self._running: list["TrainingJob"] = []
+
+    @property
+    def max_concurrent(self) -> int:
+        return self._max
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int) -> None:
+        """Change the cap at run time: more starts queued jobs now; fewer lets running ones finish."""
+        with self._cond:
+            self._max = max(1, int(value))
+            self._cond.notify_all()
 
     def acquire(self, job: "TrainingJob") -> bool:
-        """Block until `job` may run; False if it was cancelled while waiting."""
+        """Block until `job` may run; False if it was stopped while waiting."""
         with self._cond:
             self._waiting.append(job)
             try:
                 while True:
-                    if job.cancel_requested or job.heartbeat_expired:
+                    if job.cancel_requested:
                         return False
-                    if self._waiting[0] is job and len(self._running) < self.max_concurrent:
-                        self._running.add(job)
+                    if self._waiting[0] is job and len(self._running) < self._max:
+                        self._running.append(job)
                         return True
                     self._cond.wait(timeout=0.5)
             finally:
@@ -115,8 +196,18 @@ class TrainingScheduler:
 
     def release(self, job: "TrainingJob") -> None:
         with self._cond:
-            self._running.discard(job)
+            if job in self._running:
+                self._running.remove(job)
             self._cond.notify_all()
+
+    def move_to_front(self, job: "TrainingJob") -> bool:
+        with self._cond:
+            if job not in self._waiting:
+                return False
+            self._waiting.remove(job)
+            self._waiting.insert(0, job)
+            self._cond.notify_all()
+            return True
 
     def position(self, job: "TrainingJob") -> int | None:
         """1-based place in the queue, or None when not waiting."""
@@ -126,6 +217,14 @@ class TrainingScheduler:
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    def queue(self) -> list["TrainingJob"]:
+        with self._cond:
+            return list(self._waiting)
+
+    def running_jobs(self) -> list["TrainingJob"]:
+        with self._cond:
+            return list(self._running)
 
     @property
     def running(self) -> int:
@@ -144,7 +243,7 @@ class JobSnapshot:
 
     id: str
     label: str
-    status: str  # queued, running, stopping, stopped, finished, diverged, failed, cancelled
+    status: str  # new, queued, running, stopping, stopped, interrupted, finished, diverged, failed
     message: str
     queue_position: int | None
     epoch: int  # finished epochs
@@ -153,59 +252,78 @@ class JobSnapshot:
     history: History
     weights_version: int  # bumps whenever new weights are published
     config: dict = field(default_factory=dict)
+    batch: int = 0  # batches done in the epoch after `epoch` (the saved position)
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running", "stopping")
+        return self.status in ACTIVE
 
     @property
     def can_resume(self) -> bool:
-        return self.status in ("stopped", "cancelled") and self.epoch < self.epochs
+        return self.status in RESUMABLE and self.epoch < self.epochs
 
 
 class TrainingJob:
-    """One training run in a child process: start, stop, resume, watch."""
+    """One stored training run: start, stop, resume, watch. Survives its tab; its files survive it."""
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, scheduler: TrainingScheduler,
-                 label: str | None = None, heartbeat_timeout: float | None = None) -> None:
-        self.id = f"run-{next(_ids)}"
+    def __init__(self, run: RunDir, config: TrainConfig, scheduler: TrainingScheduler, dataset_name: str,
+                 num_classes: int, label: str | None = None, owner: str = "") -> None:
+        self.run = run
+        self.id = run.run_id
         self.config = config.validate()
         self.label = label or config.label()
+        self.dataset_name, self.num_classes = dataset_name, num_classes
+        self.owner = owner  # the learner key: who may see and control this run
         self.scheduler = scheduler
-        # The parent's Trainer never trains: it holds the run's state between child processes and
-        # mirrors the child's progress (history, epoch) for the UI.
-        self.trainer = Trainer(config, dataset=dataset)
-        if heartbeat_timeout is None:
-            heartbeat_timeout = float(os.environ.get(HEARTBEAT_TIMEOUT_ENV, "30"))
-        self.heartbeat_timeout = heartbeat_timeout
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._stop_requested = threading.Event()  # stop() or a lost heartbeat: tell the child
-        self._status = "new"
-        self._message = ""
-        self._traceback = ""
+        self._stop_requested = threading.Event()
         self.process_id: int | None = None  # pid of the training process while there is one
         self._latest: BatchEvent | None = None
-        self._weights = _weights_of(self.trainer.model)
+        self._weights: dict[str, torch.Tensor] | None = None  # in memory only while it trains
         self._weights_version = 0
-        self._epoch_weights: list[dict[str, torch.Tensor]] = []  # weights after each epoch
-        self._last_heartbeat = time.monotonic()
         self.cancel_requested = False  # stopped while queued
-        self._orphaned = False  # the heartbeat stopped during this start
+        self.queued_at = 0.0
+        self._status, self._message = "new", ""
+        self.history = History()
+        self.epoch = self.batch = 0
+        self._traceback = ""
+        self._load_from_disk()
+
+    def _load_from_disk(self) -> None:
+        """Pick up status and curves from the run's files (after a restart, or for a stored run)."""
+        meta = self.run.read_meta()
+        self._status, self._message = meta.get("status", "new"), meta.get("message", "")
+        progress = self.run.read_progress()
+        if progress:
+            self.history = History.from_dict(progress["history"])
+            self.epoch, self.batch = int(progress.get("epoch", 0)), int(progress.get("batch", 0))
+        self._weights_version = int(progress.get("saved", 0) * 1000) if progress else 0
+
+    def _set_status(self, status: str, message: str) -> None:
+        """Status in memory and in run.json (the caller holds no lock: this writes a file)."""
+        with self._lock:
+            self._status, self._message = status, message
+            self.history.status, self.history.message = status, message
+        try:
+            self.run.update_meta(status=status, message=message, epoch=self.epoch, batch=self.batch)
+        except (OSError, ValueError):  # the run was deleted meanwhile; memory still tells the UI
+            pass
 
     # -- control (UI thread) ---------------------------------------------------------------------
     def start(self) -> bool:
         """Queue the job (or resume it after a stop). False if it is already active or done."""
         with self._lock:
-            if self._status in ("queued", "running", "stopping") or self.trainer.finished:
+            if self._status in ACTIVE or self.epoch >= self.config.epochs or self._status in ("finished", "diverged"):
                 return False
-            self.cancel_requested = self._orphaned = False
-            self._status, self._message = "queued", ""
-            self._last_heartbeat = time.monotonic()
+            self.cancel_requested = False
             self._stop_requested = threading.Event()
-            self._thread = threading.Thread(target=self._run, name=f"simplecnn-{self.id}", daemon=True)
-            self._thread.start()
-            return True
+            self.queued_at = time.time()
+            self._thread = threading.Thread(target=self._run, name=f"simplecnn-{self.owner[:6]}-{self.id}",
+                                            daemon=True)
+        self._set_status("queued", "")
+        self._thread.start()
+        return True
 
     resume = start
 
@@ -222,15 +340,6 @@ class TrainingJob:
         self.scheduler.wake()
         return True
 
-    def heartbeat(self) -> None:
-        """The owner is still there; called by the UI on every refresh."""
-        self._last_heartbeat = time.monotonic()
-
-    @property
-    def heartbeat_expired(self) -> bool:
-        """No heartbeat for `heartbeat_timeout` seconds: the tab that owns the job is gone."""
-        return time.monotonic() - self._last_heartbeat > self.heartbeat_timeout
-
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -246,36 +355,63 @@ class TrainingJob:
             return JobSnapshot(
                 id=self.id, label=self.label, status=self._status, message=self._message,
                 queue_position=self.scheduler.position(self) if self._status in ("queued", "stopping") else None,
-                epoch=self.trainer.epoch, epochs=self.config.epochs,
+                epoch=self.epoch, epochs=self.config.epochs,
                 latest=asdict(self._latest) if self._latest else None,
-                history=self.trainer.history.copy(), weights_version=self._weights_version,
-                config=self.config.to_dict())
-
-    def model(self, epoch: int | None = None) -> SimpleCNN:
-        """An eval-mode copy of the newest published weights (or those after `epoch`, 1-based)."""
-        with self._lock:
-            state = self._weights if epoch is None else self._epoch_weights[epoch - 1]
-        model = SimpleCNN(self.trainer.dataset.num_classes, self.config.dropout1, self.config.dropout2,
-                          self.config.batch_norm)
-        model.load_state_dict(state)
-        return model.eval()
+                history=self.history.copy(), weights_version=self._weights_version,
+                config=self.config.to_dict(), batch=self.batch)
 
     @property
-    def epochs_done(self) -> int:
-        with self._lock:
-            return len(self._epoch_weights)
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def active(self) -> bool:
+        return self._status in ACTIVE
+
+    def _new_model(self) -> SimpleCNN:
+        return SimpleCNN(self.num_classes, self.config.dropout1, self.config.dropout2, self.config.batch_norm)
+
+    def model(self, epoch: int | None = None) -> SimpleCNN | None:
+        """An eval-mode model with the newest weights (or those after `epoch`, 1-based; None if that
+        epoch was not kept). Weights of a run that is not training are read from its files."""
+        from .checkpoints import load_checkpoint
+
+        if epoch is None:
+            with self._lock:
+                state = self._weights
+            if state is not None:
+                model = self._new_model()
+                model.load_state_dict(state)
+                return model.eval()
+            path = self.run.latest_path
+        else:
+            path = self.run.epoch_path(epoch)
+        if path.exists():
+            return load_checkpoint(path)[0]
+        if epoch is not None:
+            return None
+        with torch.random.fork_rng(devices=[]):  # nothing trained yet: the weights training starts from
+            torch.manual_seed(self.config.seed)
+            return self._new_model().eval()
+
+    def saved_epochs(self) -> list[int]:
+        """Epochs whose weights are kept on disk (see keeps_epoch)."""
+        return self.run.saved_epochs()
 
     @property
     def weights_version(self) -> int:
         return self._weights_version
 
+    @property
+    def eta_seconds(self) -> float | None:
+        latest = self._latest
+        return latest.eta_seconds if latest is not None and self._status in ("running", "stopping") else None
+
     # -- watcher thread -------------------------------------------------------------------------
-    def _publish(self, weights: dict[str, torch.Tensor], after_epoch: bool = False) -> None:
+    def _publish(self, weights: dict[str, torch.Tensor]) -> None:
         with self._lock:
             self._weights = weights
             self._weights_version += 1
-            if after_epoch:
-                self._epoch_weights.append(weights)
 
     def _on_message(self, message: tuple) -> None:
         """Mirror one report of the child into this job (its history, latest batch, weights)."""
@@ -283,26 +419,23 @@ class TrainingJob:
         if kind == "batch":
             _, event, seconds, images_seen = message
             with self._lock:
-                h = self.trainer.history
+                h = self.history
                 h.steps.append(event["step"])
                 h.batch_losses.append(event["loss"])
                 h.smoothed_losses.append(event["smoothed_loss"])
-                h.seconds, h.images_seen, h.status = seconds, images_seen, "running"
+                h.seconds, h.images_seen = seconds, images_seen
+                h.batches_per_epoch = event["batches_per_epoch"]
                 self._latest = BatchEvent(**event)
+                self.batch = event["batch"]
         elif kind == "weights":
             self._publish(_unpack(message[1]))
         elif kind == "epoch":
             _, event, warning, weights = message
             with self._lock:
-                self.trainer.history.epochs.append(event)
-                self.trainer.history.warning = warning
-                self.trainer.epoch += 1
-            self._publish(_unpack(weights), after_epoch=True)
-
-    def _check_heartbeat(self) -> None:
-        if not self._orphaned and self.heartbeat_expired:
-            self._orphaned = True
-            self._stop_requested.set()
+                self.history.epochs.append(event)
+                self.history.warning = warning
+                self.epoch, self.batch = event["epoch"], 0
+            self._publish(_unpack(weights))
 
     def _train_in_process(self) -> tuple[str, str]:
         """Run one child process (`python -m simplecnn.worker`) until it ends; returns (status, message).
@@ -320,9 +453,8 @@ class TrainingJob:
         self.process_id = process.pid
         stop_sent = False
         try:
-            to_child.send((self.config.to_dict(), self.trainer.dataset.name, _pack(self.trainer.state_dict())))
+            to_child.send((self.config.to_dict(), self.dataset_name, str(self.run.path), save_every_seconds()))
             while True:
-                self._check_heartbeat()
                 if self._stop_requested.is_set() and not stop_sent:
                     to_child.send("stop")
                     stop_sent = True
@@ -331,20 +463,22 @@ class TrainingJob:
                 message = from_child.recv()
                 if message[0] == "failed":
                     self._traceback = message[2]
-                    return "failed", f"Training failed: {message[1]}"
+                    self._reload_progress()
+                    return "failed", f"Training failed: {message[1]}. Press Resume to try again from the last save."
                 if message[0] == "done":
-                    state = _unpack(message[1])
+                    _, history, epoch, batch = message
                     with self._lock:
-                        self.trainer.load_state_dict(state, restore_global_rng=False)
-                    self._publish(state["model"])
-                    history = self.trainer.history
-                    if history.status in ("new", "running"):  # stopped before its first batch
+                        self.history = History.from_dict(history)
+                        self.epoch, self.batch = epoch, batch
+                    if self.history.status in ("new", "running"):  # stopped before its first batch
                         return "stopped", "Stopped before training began."
-                    return history.status, history.message
+                    return self.history.status, self.history.message
                 self._on_message(message)
         except (EOFError, OSError):  # the child is gone without a word (killed, out of memory)
             process.wait(5)
-            return "failed", f"Training failed: the training process ended unexpectedly (exit code {process.poll()})."
+            self._reload_progress()
+            return "interrupted", (f"The training process ended unexpectedly (exit code {process.poll()}). "
+                                   f"{self.resume_point()}")
         finally:
             to_child.close()  # EOF on its stdin also stops a child that is still running
             from_child.close()
@@ -355,33 +489,44 @@ class TrainingJob:
                 process.wait()
             self.process_id = None
 
+    def _reload_progress(self) -> None:
+        """After a crash, the last save is the truth: the curves and position go back to it."""
+        try:
+            progress = self.run.read_progress()
+        except ValueError:
+            progress = {}
+        with self._lock:
+            if progress:
+                self.history = History.from_dict(progress["history"])
+                self.epoch, self.batch = int(progress["epoch"]), int(progress["batch"])
+            else:
+                self.history, self.epoch, self.batch = History(), 0, 0
+
+    def resume_point(self) -> str:
+        """Where a Resume goes on from, in words."""
+        if self.epoch == 0 and self.batch == 0:
+            return "Press Resume to start it again."
+        return f"Interrupted at epoch {self.epoch + 1}, batch {self.batch}: press Resume to go on from there."
+
     def _run(self) -> None:
         if not self.scheduler.acquire(self):
             with self._lock:
-                if self.heartbeat_expired and not self.cancel_requested:
-                    self._status, self._message = "cancelled", CANCELLED_MESSAGE
-                else:
-                    self._status = "stopped"
-                    self._message = self._message or "Removed from the queue before it started."
+                message = self._message or "Removed from the queue before it started."
+            self._set_status("stopped", message)
             return
         try:
+            self._set_status("running", "")
             with self._lock:
-                if self._status == "queued":
-                    self._status = "running"
+                if self._stop_requested.is_set():
+                    self._status = "stopping"
             status, message = self._train_in_process()
         except Exception as exc:  # never let a worker die silently: the UI shows the reason
             status, message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
         finally:
             self.scheduler.release(self)
         with self._lock:
-            if status == "stopped" and self._orphaned:
-                status, message = "cancelled", CANCELLED_MESSAGE
-            elif status == "stopped" and self._message:
+            if status == "stopped" and self._message:
                 message = self._message  # the reason given to stop()
-            self._status, self._message = status, message
-            self.trainer.history.status, self.trainer.history.message = status, message
-
-
-def clone_model(model: SimpleCNN) -> SimpleCNN:
-    """A detached eval-mode copy, so inspection never touches a model someone else uses."""
-    return copy.deepcopy(model).eval()
+            self._weights = None  # the newest weights are in latest.pt now; memory is a cache
+            self._weights_version += 1
+        self._set_status(status, message)

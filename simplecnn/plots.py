@@ -329,7 +329,7 @@ def probabilities_over_epochs(probs: Any, classes: Sequence[str], highlight: int
             line=dict(color=CLASS_COLORS[c % len(CLASS_COLORS)], width=3.5 if (highlight == c) else 1.5),
             marker=dict(size=6 if strong else 4), opacity=1.0 if strong else 0.35,
             hovertemplate=f"class {name}<br>epoch %{{x}}<br>%{{y:.1%}}<extra></extra>"))
-    fig.update_xaxes(title_text="Epoch", dtick=1)
+    fig.update_xaxes(title_text="Epoch", dtick=1 if len(xs) <= 20 else None)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Probability")
     fig = _style(fig, height, title, legend=dict(orientation="h", yanchor="top", y=-0.25, x=0,
                                                  title=dict(text="class ")))

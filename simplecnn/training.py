@@ -10,7 +10,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -23,6 +23,11 @@ from .model import SimpleCNN
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad")
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+def _sentence(problems: list[str]) -> str:
+    text = "; ".join(problems)
+    return text[:1].upper() + text[1:] + "."
 
 
 @dataclass
@@ -48,8 +53,10 @@ class TrainConfig:
     log_every: int = 10  # batches between BatchEvents
 
     def validate(self) -> "TrainConfig":
-        """Raise ValueError with a human message for settings that cannot train."""
-        problems = []
+        """Raise ValueError with a human message for settings that cannot train (or of the wrong type)."""
+        problems = self._type_problems()
+        if problems:  # the value checks below assume the right types
+            raise ValueError(_sentence(problems))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             problems.append(f"learning rate must be a positive number (got {self.learning_rate})")
         if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 1000:
@@ -70,8 +77,35 @@ class TrainConfig:
         if self.subset is not None and self.subset < 10:
             problems.append(f"training subset must be at least 10 images (got {self.subset})")
         if problems:
-            raise ValueError("; ".join(problems).capitalize() + ".")
+            raise ValueError(_sentence(problems))
         return self
+
+    def _type_problems(self) -> list[str]:
+        """Settings from a file or a link can be anything: name each value of the wrong type."""
+        numbers = ("learning_rate", "validation_split", "dropout1", "dropout2", "weight_decay")
+        whole = ("epochs", "batch_size", "seed", "log_every")
+        flags = ("batch_norm", "augment", "fast")
+        words = ("optimizer", "device", "dataset", "lr_schedule")
+        problems = []
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"{name} must be a finite number (got {value!r:.40})")
+        for name in whole:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{name} must be a whole number (got {value!r:.40})")
+        for name in flags:
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false (got {getattr(self, name)!r:.40})")
+        for name in words:
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name} must be text (got {getattr(self, name)!r:.40})")
+        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)):
+            problems.append(f"subset must be a whole number or empty (got {self.subset!r:.40})")
+        if isinstance(self.log_every, int) and not isinstance(self.log_every, bool) and self.log_every < 1:
+            problems.append("log_every must be at least 1")
+        return problems
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +174,33 @@ class History:
     compute_path: str = ""
     batches_per_epoch: int = 0  # lets plots place epoch points on the step axis
 
+    def _type_problems(self) -> list[str]:
+        """Settings from a file or a link can be anything: name each value of the wrong type."""
+        numbers = ("learning_rate", "validation_split", "dropout1", "dropout2", "weight_decay")
+        whole = ("epochs", "batch_size", "seed", "log_every")
+        flags = ("batch_norm", "augment", "fast")
+        words = ("optimizer", "device", "dataset", "lr_schedule")
+        problems = []
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"{name} must be a finite number (got {value!r:.40})")
+        for name in whole:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{name} must be a whole number (got {value!r:.40})")
+        for name in flags:
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false (got {getattr(self, name)!r:.40})")
+        for name in words:
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name} must be text (got {getattr(self, name)!r:.40})")
+        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)):
+            problems.append(f"subset must be a whole number or empty (got {self.subset!r:.40})")
+        if isinstance(self.log_every, int) and not isinstance(self.log_every, bool) and self.log_every < 1:
+            problems.append("log_every must be at least 1")
+        return problems
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -152,7 +213,11 @@ class History:
         return json.dumps(self.to_dict())
 
     def copy(self) -> "History":
-        return History.from_dict(json.loads(self.to_json()))
+        """A copy safe to read while the original grows: new lists, shared (never mutated) epoch dicts.
+
+        Cheap enough to take every second: a JSON round trip of a long run's history took ~200 ms."""
+        return replace(self, steps=list(self.steps), batch_losses=list(self.batch_losses),
+                       smoothed_losses=list(self.smoothed_losses), epochs=list(self.epochs))
 
     @property
     def last_epoch(self) -> dict | None:
@@ -321,6 +386,10 @@ class Trainer:
             self.history.status = "finished"
             self.history.message = f"Finished {self.config.epochs} epochs."
         except StopTraining as stop:
+            if self.epoch >= self.config.epochs:  # the stop arrived with the last epoch's report
+                self.history.status = "finished"
+                self.history.message = f"Finished {self.config.epochs} epochs."
+                return self.history
             self.history.status = "stopped"
             self.history.message = str(stop) or (f"Stopped at step {self.step} "
                                                  f"(epoch {self.epoch + 1}, batch {self._batch}).")
@@ -424,7 +493,7 @@ class Trainer:
         else:
             self.history.warning = ""
         self.epoch += 1
-        self._order = None
+        self._order, self._batch = None, 0  # between epochs: the position is "epoch done, no batch yet"
         self._emit(event)
 
 

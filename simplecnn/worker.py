@@ -2,9 +2,10 @@
 
 The process lowers its own scheduling priority (`SIMPLECNN_TRAINING_NICE`, default 10): on a
 shared server a learner's drawing or page should answer first, and training takes what is left.
-The parent sends one message, (config dict, dataset name, trainer state as torch.save bytes), then
-maybe "stop"; the child reports batches, weights and epochs, and at the end its full state (see
-`simplecnn.jobs.train_in_child`). End of file on stdin (the parent went away) stops it too.
+The parent sends one message, (config dict, dataset name, run directory, seconds between saves),
+then maybe "stop"; the child continues the run from its saved state, reports batches, weights and
+epochs, and saves the run's files as it goes (see `simplecnn.jobs.train_in_child`). End of file on
+stdin (the web server went away, even by SIGKILL) stops it too, after one last save.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def main() -> None:
     lower_priority()
     from .jobs import train_in_child  # after the redirect: importing torch may print
 
-    config, dataset_name, state = from_parent.recv()
+    task = from_parent.recv()
     stop = threading.Event()
 
     def listen() -> None:
@@ -44,7 +45,11 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=listen, name="simplecnn-stop-listener", daemon=True).start()
-    train_in_child(to_parent, config, dataset_name, state, stop)
+    if task[0] == "compare":  # a lesson's side-by-side trainings (simplecnn.comparison)
+        from .comparison import compare_in_child
+        compare_in_child(to_parent, task[1], task[2], stop)
+    else:  # (config, dataset name, run directory, seconds between saves)
+        train_in_child(to_parent, *task, stop)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Shared fixtures: the real MNIST in memory (loaded once per test session)."""
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Runs that tests make (through the app's pages or the classroom) never land in the repository's runs/.
+os.environ.setdefault("SIMPLECNN_RUNS_DIR", tempfile.mkdtemp(prefix="simplecnn-test-runs-"))
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import nav
+from dashboard import nav, state
+from dashboard.identity import learner
 from dashboard.state import active_model, shared_dataset
+from simplecnn.classroom import RunRefused
+from simplecnn.comparison import load_result
 from simplecnn.lessons.figures_b import training_curves_figure
-from simplecnn.lessons.regularization import overfitting_variants, train_tiny
+from simplecnn.lessons.regularization import TinyRun, overfitting_variants
 from simplecnn.data import split_indices
 from simplecnn.training import TrainConfig
 
@@ -22,6 +25,7 @@ st.markdown(
 st.latex(r"\text{gap} = L_{\text{validation}} - L_{\text{train}},\qquad "
          r"L = -\frac{1}{N}\sum_{n=1}^{N}\log p_{n,\,y_n}")
 
+RESULT_NAME = "lesson-12-overfitting"  # the learner's last comparison, kept on disk
 variants = overfitting_variants()
 c1, c2, c3 = st.columns(3)
 subset = c1.select_slider("images used (train + validation)", options=[50, 100, 200, 300, 500, 1000, 2000],
@@ -30,7 +34,7 @@ val_split = c2.slider("share held out for validation", 0.2, 0.6, 0.4, 0.05, key=
 epochs = c3.slider("epochs", 1, 30, 6, key="of_epochs")
 chosen = st.multiselect("runs to compare", list(variants),
                         default=["no dropout, no batch norm", "dropout + batch norm (SimpleCNN)"], key="of_variants")
-settings = dict(subset=subset, validation_split=val_split, epochs=epochs, variants=tuple(chosen))
+settings = dict(subset=subset, validation_split=val_split, epochs=epochs, variants=list(chosen))
 
 
 def configs() -> dict[str, TrainConfig]:
@@ -38,26 +42,52 @@ def configs() -> dict[str, TrainConfig]:
                               log_every=2, seed=0, **variants[name]) for name in chosen}
 
 
+def stored_runs() -> tuple[list[TinyRun] | None, dict | None]:
+    """The learner's last finished comparison (kept on disk) and the settings it was run with."""
+    result = load_result(state.classroom().comparison_path(learner(), RESULT_NAME))
+    if result is None:
+        return None, None
+    try:
+        return [TinyRun(**r) for r in result["runs"]], result.get("settings")
+    except TypeError:
+        return None, None
+
+
 def run_all() -> None:
-    """Train every chosen variant with a progress bar; results go to session_state."""
-    ds = shared_dataset("mnist")
-    bar = st.progress(0.0, text="starting…")
-    runs, todo = [], configs()
-    for i, (name, cfg) in enumerate(todo.items()):
-        def progress(frac: float, text: str, i: int = i) -> None:
-            bar.progress(min((i + frac) / len(todo), 1.0), text=text)
-        runs.append(train_tiny(name, cfg, ds, progress))
-    bar.progress(1.0, text=f"done: {len(runs)} runs in {sum(r.seconds for r in runs):.1f} s")
-    st.session_state["of_runs"] = runs
-    st.session_state["of_settings"] = settings
+    """Queue every chosen variant as one comparison: trained in a worker process, like the Train page's runs."""
+    try:
+        state.classroom().start_comparison(learner(), RESULT_NAME, configs(), settings)
+    except RunRefused as exc:
+        st.warning(str(exc))
 
 
-if st.button("Train", type="primary", disabled=not chosen, key="of_train"):
+def comparison_progress() -> None:
+    """While the comparison waits or trains: its progress, refreshed every second; the page redraws at the end."""
+    job = state.classroom().comparison(learner())
+    if job is None or not job.active:
+        if st.session_state.pop("of_was_active", False):
+            st.rerun()
+        if job is not None and job.status == "failed":
+            st.error(job.message)
+        return
+    st.session_state["of_was_active"] = True
+    position = state.scheduler().position(job)
+    text = f"Waiting for a free training slot (position {position})" if position else job.progress_text
+    st.progress(min(job.progress, 1.0), text=text)
+    if st.button("Stop the comparison", key="of_stop", icon=":material/stop:"):
+        job.stop()
+
+
+comparing = (state.classroom().comparison(learner()) is not None
+             and state.classroom().comparison(learner()).active)
+if st.button("Train", type="primary", disabled=not chosen or comparing, key="of_train"):
     run_all()
+    comparing = True
+st.fragment(run_every=1.0 if comparing else None)(comparison_progress)()
 
-runs = st.session_state.get("of_runs")
+runs, ran_with = stored_runs()
 if runs:
-    if st.session_state.get("of_settings") != settings:
+    if ran_with != settings:
         st.caption("These results are from earlier settings; press Train to rerun with the current ones.")
     st.plotly_chart(training_curves_figure(runs), width="stretch")
     st.dataframe(pd.DataFrame([{
@@ -71,8 +101,9 @@ if runs:
                f"others, after the final epoch. Lowest validation loss: {best_val.label} "
                f"({best_val.val_loss[-1]:.3f}). With so few images the numbers are noisy; try more epochs or "
                "another subset size.")
-else:
-    st.info("Press **Train** to run the comparison (a few seconds).")
+elif not comparing:
+    st.info("Press **Train** to run the comparison. It waits for a free training slot on the server like "
+            "every training, then takes a few seconds.")
 
 st.subheader("Where this acts in SimpleCNN")
 model, label = active_model()
@@ -99,16 +130,17 @@ else:
                      "training loss?", chosen, index=None, key="of_guess")
     if st.button("Check by running it", key="of_check"):
         st.session_state["of_checked"] = True
+        if not runs or ran_with != settings:
+            run_all()
+            st.rerun()
     if st.session_state.get("of_checked"):
         if guess is None:
             st.warning("Pick an answer first, then check.")
+        elif not runs or ran_with != settings:
+            st.info("The runs for these settings are training (see above); the answer appears when they finish.")
         else:
-            current = st.session_state.get("of_runs")
-            if not current or st.session_state.get("of_settings") != settings:
-                run_all()
-                st.rerun()  # draw the new curves above, then come back here with the results
-            widest = max(current, key=lambda r: r.gap)
-            gaps = ", ".join(f"{r.label}: {r.gap:.3f}" for r in current)
+            widest = max(runs, key=lambda r: r.gap)
+            gaps = ", ".join(f"{r.label}: {r.gap:.3f}" for r in runs)
             (st.success if guess == widest.label else st.error)(
                 f"{'Right' if guess == widest.label else 'Not quite'}: the gaps were {gaps}, so the widest "
                 f"was **{widest.label}**.")

@@ -1,0 +1,148 @@
+"""Small side-by-side trainings for a lesson, run like every other training: queued, in a worker process.
+
+Lesson 12 compares a few regularisation settings on a tiny slice of MNIST. Training them on the page
+thread would hold the web server's interpreter for as long as they take and bypass the class's
+queue, so a `ComparisonJob` waits for a slot in the same `TrainingScheduler` as the Train page, then
+runs `simplecnn.lessons.regularization.train_tiny` for each setting in a `python -m simplecnn.worker`
+process and streams the results back. The finished result is written to the learner's folder, so a
+reload shows it again.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from .jobs import PACKAGE_ROOT, TrainingScheduler
+from .runstore import atomic_write_json, read_json
+from .training import TrainConfig
+
+MAX_COMPARISON_IMAGES = 200_000  # training images x epochs over all settings of one comparison
+
+
+def compare_in_child(conn: Connection, configs: dict[str, dict], dataset_name: str, stop: threading.Event) -> None:
+    """In the worker process: train each setting in turn, report progress and each finished run."""
+    from .data import load_dataset
+    from .lessons.regularization import train_tiny
+
+    try:
+        dataset = load_dataset(dataset_name)
+        for i, (label, config) in enumerate(configs.items()):
+            if stop.is_set():
+                break
+
+            def progress(fraction: float, text: str, i: int = i) -> None:
+                conn.send(("progress", (i + fraction) / len(configs), text))
+
+            run = train_tiny(label, TrainConfig.from_dict(config), dataset, progress)
+            conn.send(("run", asdict(run)))
+        conn.send(("done",))
+    except BaseException as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+class ComparisonJob:
+    """A lesson's comparison: queued with the class's trainings, trained in a worker process."""
+
+    def __init__(self, configs: dict[str, TrainConfig], scheduler: TrainingScheduler, result_path: Path,
+                 settings: dict, dataset_name: str = "mnist") -> None:
+        images = 0
+        for config in configs.values():
+            config.validate()
+            n = min(config.subset or 60_000, 60_000)
+            images += (n - round(n * config.validation_split)) * config.epochs
+        if images > MAX_COMPARISON_IMAGES:
+            raise ValueError(f"This comparison would train on {images:,} images; at most "
+                             f"{MAX_COMPARISON_IMAGES:,} are allowed here: fewer epochs or images.")
+        self.id = "comparison"
+        self.configs, self.scheduler, self.result_path = configs, scheduler, result_path
+        self.settings, self.dataset_name = settings, dataset_name
+        self.status, self.message, self.progress, self.progress_text = "queued", "", 0.0, "waiting for a free slot"
+        self.runs: list[dict] = []
+        self.cancel_requested = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="simplecnn-comparison", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    def stop(self) -> None:
+        self.cancel_requested = True
+        self._stop.set()
+        self.scheduler.wake()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        if not self.scheduler.acquire(self):
+            self.status, self.message = "stopped", "Cancelled before it started."
+            return
+        try:
+            self.status, self.progress_text = "running", "starting a training process…"
+            self._train()
+        except Exception as exc:
+            self.status, self.message = "failed", f"The comparison failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.scheduler.release(self)
+        if self.status == "finished":
+            atomic_write_json(self.result_path, {"settings": self.settings, "runs": self.runs,
+                                                 "finished": time.time()})
+
+    def _train(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT, env=env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        to_child, from_child = Connection(os.dup(process.stdin.fileno())), Connection(os.dup(process.stdout.fileno()))
+        process.stdin.close()
+        process.stdout.close()
+        stop_sent = False
+        try:
+            to_child.send(("compare", {k: c.to_dict() for k, c in self.configs.items()}, self.dataset_name))
+            while True:
+                if self._stop.is_set() and not stop_sent:
+                    to_child.send("stop")
+                    stop_sent = True
+                if not from_child.poll(0.25):
+                    continue
+                message = from_child.recv()
+                if message[0] == "progress":
+                    self.progress, self.progress_text = message[1], message[2]
+                elif message[0] == "run":
+                    self.runs.append(message[1])
+                elif message[0] == "failed":
+                    self.status, self.message = "failed", f"The comparison failed: {message[1]}"
+                    return
+                elif message[0] == "done":
+                    done = len(self.runs) == len(self.configs)
+                    self.status = "finished" if done else "stopped"
+                    self.message = "" if done else "Stopped before every setting was trained."
+                    return
+        except (EOFError, OSError):
+            self.status, self.message = "failed", "The training process ended unexpectedly."
+        finally:
+            to_child.close()
+            from_child.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def load_result(path: Path) -> dict | None:
+    """A stored comparison ({"settings", "runs"}), or None if there is none or it cannot be read."""
+    try:
+        data = read_json(path)
+    except ValueError:
+        return None
+    return data if isinstance(data.get("runs"), list) else None
