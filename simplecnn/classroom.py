@@ -167,13 +167,7 @@ class Classroom:
         """The learner's runs, oldest first; damaged ones carry an error instead of breaking the list."""
         views = []
         for record in self.store.records(learner):
-            job = None
-            if record.error is None and record.meta.get("kind", "trained") == "trained":
-                try:
-                    job = self._job_for(learner, record)
-                except (ValueError, TypeError, KeyError) as exc:
-                    record = RunRecord(record.dir, record.meta, f"{record.id} cannot be read: {exc}.")
-            views.append(RunView(record, job))
+            views.append(self._view(learner, record))
         return views
 
     def run(self, learner: str, run_id: str) -> RunView | None:
@@ -183,13 +177,17 @@ class Classroom:
             return None
         if not record.dir.path.is_dir():
             return None
-        job = None
-        if record.error is None and record.meta.get("kind", "trained") == "trained":
-            try:
-                job = self._job_for(learner, record)
-            except (ValueError, TypeError, KeyError) as exc:
-                record = RunRecord(record.dir, record.meta, f"{record.id} cannot be read: {exc}.")
-        return RunView(record, job)
+        return self._view(learner, record)
+
+    def _view(self, learner: str, record: RunRecord) -> RunView:
+        """A trained run gets its job (live, or read from its files); a damaged one its reason."""
+        if record.error is not None or record.meta.get("kind", "trained") != "trained":
+            return RunView(record)
+        try:
+            return RunView(record, self._job_for(learner, record))
+        except (ValueError, TypeError, KeyError) as exc:
+            reason = str(exc).rstrip(".")
+            return RunView(RunRecord(record.dir, record.meta, f"{record.id} cannot be read: {reason}."))
 
     def _job_for(self, learner: str, record: RunRecord) -> TrainingJob:
         key = (learner, record.id)

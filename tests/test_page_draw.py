@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,10 @@ import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from dashboard.state import RunEntry
+from helpers import new_learner, page_as, start_run, train_run, wait_for
 from simplecnn.checkpoints import load_checkpoint
 from simplecnn.drawing import predict_drawing, preprocess_drawing
 from simplecnn.inspection import saliency
-from simplecnn.jobs import TrainingJob, TrainingScheduler
 from simplecnn.training import TrainConfig
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "draw.py")
@@ -151,15 +149,11 @@ def test_unchanged_drawing_is_not_recomputed(app, mnist):
 
 
 def test_watch_a_finished_run_learn_your_digit(mnist):
-    """A run of this session: probabilities after each epoch, from that epoch's own weights."""
-    job = TrainingJob(TrainConfig(epochs=2, subset=320, batch_size=64, validation_split=0.0, seed=3),
-                      mnist, TrainingScheduler(1), label="tiny")
-    job.start()
-    job.join(timeout=120)
-    assert job.snapshot().status == "finished" and job.epochs_done == 2
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["runs"] = {job.id: RunEntry(id=job.id, label="tiny", dataset="mnist", job=job)}
-    at.session_state["model_key"] = job.id
+    """A run of this learner: probabilities after each epoch, from that epoch's own weights."""
+    token = new_learner()
+    job = train_run(token, TrainConfig(epochs=2, subset=320, batch_size=64, validation_split=0.0, seed=3))
+    assert job.snapshot().status == "finished" and job.saved_epochs() == [1, 2]
+    at = page_as(PAGE, token, model_key=job.id, timeout=60)
     rgba = on_canvas(mnist.test_images[0])
     draw(at, rgba)
     tensor = preprocess_drawing(rgba, ink="light")
@@ -175,17 +169,14 @@ def test_watch_a_finished_run_learn_your_digit(mnist):
 
 def test_run_that_is_still_training(mnist):
     """While the chosen run trains, the page shows the epochs so far and answers with the live weights."""
-    job = TrainingJob(TrainConfig(epochs=200, subset=320, batch_size=64, validation_split=0.0, log_every=1),
-                      mnist, TrainingScheduler(1), label="long")
-    job.start()
+    token = new_learner()
+    job = start_run(token, TrainConfig(epochs=200, subset=320, batch_size=64, validation_split=0.0, log_every=1))
     try:
-        deadline = time.monotonic() + 120
-        while job.epochs_done < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert job.epochs_done >= 1
-        at = AppTest.from_file(PAGE, default_timeout=60)
-        at.session_state["runs"] = {job.id: RunEntry(id=job.id, label="long", dataset="mnist", job=job)}
-        at.session_state["model_key"] = job.id
+        # With 200 epochs the run keeps the weights of every 10th epoch (simplecnn.jobs.keeps_epoch):
+        # wait until the first kept epoch is on disk.
+        wait_for(lambda: job.saved_epochs(), timeout=120, interval=0.1)
+        assert len(job.saved_epochs()) >= 1
+        at = page_as(PAGE, token, model_key=job.id, timeout=60)
         draw(at, on_canvas(mnist.test_images[0]))
         assert len(predictions(at)) == 1
         assert len(decode(chart(at, "draw_epochs_chart")["data"][0]["y"])) >= 1

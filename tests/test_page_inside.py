@@ -15,9 +15,9 @@ if str(ROOT) not in sys.path:
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.state import BUNDLED_MODEL_PATH, RunEntry  # noqa: E402
+from dashboard.state import BUNDLED_MODEL_PATH  # noqa: E402
+from helpers import SlotHolder, classroom, new_learner, page_as, start_run, train_run  # noqa: E402
 from simplecnn.data import to_float  # noqa: E402
-from simplecnn.jobs import TrainingJob, TrainingScheduler  # noqa: E402
 from simplecnn.training import TrainConfig  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "inside.py")
@@ -33,21 +33,22 @@ def dataset(mnist):
 
 
 @pytest.fixture(scope="module")
-def job(dataset):
-    """A tiny finished run of this "session": one epoch on 400 training images."""
-    job = TrainingJob(TrainConfig(epochs=1, subset=500, batch_size=64), dataset, TrainingScheduler(1))
-    assert job.start()
-    job.join(120)
+def learner() -> str:
+    """The token of this module's learner (the one whose run the tests open)."""
+    return new_learner()
+
+
+@pytest.fixture(scope="module")
+def job(learner, dataset):
+    """A tiny finished run of this learner: one epoch on 400 training images."""
+    job = train_run(learner, TrainConfig(epochs=1, subset=500, batch_size=64), timeout=120)
     assert job.snapshot().status == "finished", job.snapshot().message
     return job
 
 
-def page_with_run(job) -> AppTest:
-    """The page with `job` injected as this session's run and chosen in the model picker."""
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
-    at.session_state["model_key"] = job.id
-    return at.run()
+def page_with_run(token: str, job) -> AppTest:
+    """The page opened by the learner `token` (whose run `job` is), with `job` chosen in the model picker."""
+    return page_as(PAGE, token, model_key=job.id).run()
 
 
 def all_text(at: AppTest) -> str:
@@ -69,8 +70,8 @@ def said(at: AppTest) -> tuple[int, float]:
     return int(match.group(1)), float(match.group(2))
 
 
-def test_renders_key_widgets_and_torch_prediction(job, dataset):
-    at = page_with_run(job)
+def test_renders_key_widgets_and_torch_prediction(learner, job, dataset):
+    at = page_with_run(learner, job)
     assert not at.exception
     assert at.number_input(key="inside_index").value == 0
     stage = at.segmented_control(key="inside_stage")
@@ -90,8 +91,8 @@ def test_renders_key_widgets_and_torch_prediction(job, dataset):
     assert f"ReLU keeps the {int((fc1 > 0).sum())} positive ones" in text
 
 
-def test_changing_index_and_stage_rerenders_shapes(job, dataset):
-    at = page_with_run(job)
+def test_changing_index_and_stage_rerenders_shapes(learner, job, dataset):
+    at = page_with_run(learner, job)
     at.number_input(key="inside_index").set_value(1234).run()
     assert not at.exception
     label = int(dataset.test_labels[1234])
@@ -110,8 +111,8 @@ def test_changing_index_and_stage_rerenders_shapes(job, dataset):
     assert all(shapes[s] == "(1, {}, {}, {})".format(*SHAPES[s]) for s in STAGES)
 
 
-def test_training_mode_drops_about_p_of_the_units(job):
-    at = page_with_run(job)
+def test_training_mode_drops_about_p_of_the_units(learner, job):
+    at = page_with_run(learner, job)
     at.segmented_control(key="inside_stage").set_value("dropout1").run()
     at.toggle(key="inside_train_mode").set_value(True).run()
     assert not at.exception
@@ -125,8 +126,8 @@ def test_training_mode_drops_about_p_of_the_units(job):
     assert not at.exception and "Training mode**, seed 7" in all_text(at)
 
 
-def test_pick_by_class_next_example(job, dataset):
-    at = page_with_run(job)
+def test_pick_by_class_next_example(learner, job, dataset):
+    at = page_with_run(learner, job)
     at.segmented_control(key="inside_source").set_value("Example of a class").run()
     at.selectbox(key="inside_class").set_value(3).run()
     threes = (dataset.test_labels == 3).nonzero().flatten().tolist()
@@ -139,8 +140,8 @@ def test_pick_by_class_next_example(job, dataset):
     assert match and threes[int(match.group(2)) - 1] == int(match.group(1))
 
 
-def test_your_drawing_needs_a_drawing_first(job, dataset):
-    at = page_with_run(job)
+def test_your_drawing_needs_a_drawing_first(learner, job, dataset):
+    at = page_with_run(learner, job)
     at.segmented_control(key="inside_source").set_value("Your drawing").run()
     assert not at.exception
     assert any("Draw a digit on the Draw page first" in i.value for i in at.info)
@@ -152,28 +153,26 @@ def test_your_drawing_needs_a_drawing_first(job, dataset):
     assert said(at) == (cls, pytest.approx(pct, abs=0.051))
 
 
-class _Placeholder:
-    """Holds the scheduler's only slot, so a real job stays queued (active) without using the CPU."""
-
-    cancel_requested = False
-    heartbeat_expired = False
-
-
 def test_active_run_is_shown_live(dataset):
-    scheduler, holder = TrainingScheduler(1), _Placeholder()
+    # The classroom's shared scheduler has one slot: held here, a real job stays queued (active)
+    # without using the CPU. A fresh learner, since a learner may have one queued-or-running run.
+    token, scheduler, holder = new_learner(), classroom().scheduler, SlotHolder()
     assert scheduler.acquire(holder)
-    job = TrainingJob(TrainConfig(epochs=1, subset=500), dataset, scheduler, heartbeat_timeout=600)
-    assert job.start() and job.snapshot().active
+    job = None
     try:
-        at = page_with_run(job)
+        job = start_run(token, TrainConfig(epochs=1, subset=500))
+        assert job.snapshot().active
+        at = page_with_run(token, job)
         assert not at.exception
         assert any("refreshed every 2 s while it trains" in c.value for c in at.caption)
         cls, pct = reference_prediction(job.model(), dataset.test_images[0])  # initial weights
         assert said(at) == (cls, pytest.approx(pct, abs=0.051))
     finally:
-        job.stop()
+        if job is not None:
+            job.stop()
         scheduler.release(holder)
-        job.join(60)
+        if job is not None:
+            job.join(60)
 
 
 @pytest.mark.skipif(not BUNDLED_MODEL_PATH.is_file(),
@@ -184,10 +183,8 @@ def test_bundled_model_is_the_default_and_reads_a_seven():
     assert said(at)[0] == 7  # test image #0 is a 7 the trained model gets right
 
 
-def test_whole_app_switches_to_the_page(job):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
-    at.session_state["model_key"] = job.id
+def test_whole_app_switches_to_the_page(learner, job):
+    at = page_as(str(ROOT / "app.py"), learner, model_key=job.id)
     at.run()
     assert not at.exception
     at.switch_page("pages/inside.py").run()

@@ -19,8 +19,9 @@ if str(ROOT) not in sys.path:
 from PIL import Image  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.state import BUNDLED_MODEL_PATH, RunEntry  # noqa: E402
-from simplecnn.data import to_float  # noqa: E402
+from dashboard.state import BUNDLED_MODEL_PATH  # noqa: E402
+from helpers import SlotHolder, classroom, new_learner, page_as, start_run, train_run  # noqa: E402
+from simplecnn.data import split_indices, to_float  # noqa: E402
 from simplecnn.jobs import TrainingJob, TrainingScheduler  # noqa: E402
 from simplecnn.training import TrainConfig  # noqa: E402
 
@@ -33,11 +34,15 @@ def dataset(mnist):
 
 
 @pytest.fixture(scope="module")
-def job(dataset):
+def learner() -> str:
+    """The token of this module's learner (the one whose run the tests open)."""
+    return new_learner()
+
+
+@pytest.fixture(scope="module")
+def job(learner, dataset):
     """A tiny finished run: one epoch on 400 training images, so it still makes plenty of mistakes."""
-    job = TrainingJob(TrainConfig(epochs=1, subset=500, batch_size=64), dataset, TrainingScheduler(1))
-    assert job.start()
-    job.join(120)
+    job = train_run(learner, TrainConfig(epochs=1, subset=500, batch_size=64), timeout=120)
     assert job.snapshot().status == "finished", job.snapshot().message
     return job
 
@@ -64,10 +69,9 @@ def gallery_captions(at: AppTest) -> list[str]:
     return [c for image in at.image for c in image.captions if "→" in c]
 
 
-def page_with_run(job) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
-    return at.run()
+def page_with_run(token: str) -> AppTest:
+    """The page opened by the learner `token` (who has the run to check)."""
+    return page_as(PAGE, token).run()
 
 
 @pytest.mark.skipif(not BUNDLED_MODEL_PATH.is_file(),
@@ -80,8 +84,8 @@ def test_bundled_model_reaches_99_percent():
     assert shown["Images"] == "10,000"
 
 
-def test_session_run_numbers_match_torch_and_gallery_filters(job, dataset, reference):
-    at = page_with_run(job)
+def test_session_run_numbers_match_torch_and_gallery_filters(learner, job, dataset, reference):
+    at = page_with_run(learner)
     assert not at.exception
     picker = next(s for s in at.selectbox if s.label == "Model")
     if picker.value != job.id:  # the bundled model comes first when it exists
@@ -129,35 +133,37 @@ def test_session_run_numbers_match_torch_and_gallery_filters(job, dataset, refer
     assert not at.exception
 
 
-class _Placeholder:
-    """Holds the scheduler's only slot, so a real job stays queued (active) without using the CPU."""
-
-    cancel_requested = False
-    heartbeat_expired = False
-
-
-def queued_job(dataset) -> tuple[TrainingJob, TrainingScheduler, _Placeholder]:
-    scheduler, holder = TrainingScheduler(1), _Placeholder()
+def queued_job(token: str) -> tuple[TrainingJob, TrainingScheduler, SlotHolder]:
+    """A run of `token` that stays queued (active): the classroom's scheduler has one slot, held here."""
+    scheduler, holder = classroom().scheduler, SlotHolder()
     assert scheduler.acquire(holder)
-    job = TrainingJob(TrainConfig(epochs=1, subset=1500, batch_size=64), dataset, scheduler,
-                      heartbeat_timeout=600)
-    assert job.start() and job.snapshot().status == "queued"
+    job = None
+    try:
+        job = start_run(token, TrainConfig(epochs=1, subset=1500, batch_size=64))
+        assert job.snapshot().status == "queued"
+    except BaseException:
+        if job is not None:
+            job.stop()
+        scheduler.release(holder)
+        if job is not None:
+            job.join(60)
+        raise
     return job, scheduler, holder
 
 
 def test_live_validation_while_a_run_is_active(dataset):
     """An active run gets the validation view (labelled as such) and the test set only on demand."""
-    job, scheduler, holder = queued_job(dataset)
+    token = new_learner()  # a fresh learner: one queued-or-running run per learner
+    job, scheduler, holder = queued_job(token)
     try:
-        at = AppTest.from_file(PAGE, default_timeout=90)
-        at.session_state["runs"] = {job.id: RunEntry(id=job.id, label=job.label, dataset="mnist", job=job)}
-        at.session_state["model_key"] = job.id
+        at = page_as(PAGE, token, model_key=job.id)
         at.run()
         assert not at.exception
         assert any(s.value == "Refreshed during training on the validation split" for s in at.subheader)
         shown = metrics(at)
         assert "Test accuracy" not in shown  # the test set waits for the button
-        val_idx = job.trainer.val_idx
+        cfg = job.config
+        val_idx = split_indices(len(dataset.train_labels), cfg.validation_split, cfg.seed, cfg.subset)[1]
         assert len(val_idx) == 300 and shown["Images"] == "300"  # 20 % of the 1500-image subset
         with torch.no_grad():  # the queued run still has its initial weights (version 0)
             preds = job.model()(to_float(dataset.train_images[val_idx])).argmax(1)

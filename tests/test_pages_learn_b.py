@@ -104,18 +104,36 @@ def test_batch_norm_page_does_not_touch_the_live_model(model):
             assert torch.equal(v, saved[k]), k
 
 
-def test_overfitting_page_trains_and_checks(model):
+def test_overfitting_page_trains_in_the_queue_not_on_the_page_thread(model):
+    import threading
+
+    from simplecnn.comparison import load_result
+    from tests.helpers import classroom, key_of, wait_for
+
     at = _app("12_overfitting.py", model)
     assert not at.get("plotly_chart")  # nothing trained yet
     at.select_slider(key="of_subset").set_value(50)
     at.slider(key="of_epochs").set_value(1)
+    threads_before = {t.name for t in threading.enumerate()}
     at.button(key="of_train").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    runs = at.session_state["of_runs"]
-    assert len(runs) == 2 and all(len(r.val_loss) == 1 for r in runs)
+    learner = key_of(at.session_state["_learner_token"])
+    job = classroom().comparison(learner)
+    assert job is not None and "simplecnn-comparison" not in threads_before
+    # The page returned at once: the comparison waits for (or holds) a slot in the class's queue and
+    # trains in a worker process, never in the page's script thread.
+    assert any(t.name == "simplecnn-comparison" for t in threading.enumerate()) or not job.active
+    assert wait_for(lambda: not job.active, timeout=120), job.progress_text
+    assert job.status == "finished", job.message
+    stored = load_result(classroom().comparison_path(learner, "lesson-12-overfitting"))
+    assert stored is not None and len(stored["runs"]) == 2
+    at.run()  # a later visit (or a reload) reads the result from disk
+    assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
     msg = _check(at, "of", "no dropout, no batch norm")
-    widest = max(runs, key=lambda r: r.gap).label
+    runs = stored["runs"]
+    assert all(len(r["val_loss"]) == 1 for r in runs)
+    widest = max(runs, key=lambda r: r["val_loss"][-1] - r["train_loss"][-1])["label"]
     assert f"**{widest}**" in msg
 
 
