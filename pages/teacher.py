@@ -88,11 +88,12 @@ st.caption("Take effect at once, for everyone, and are kept across restarts.")
 with st.form("teacher_settings"):
     c1, c2 = st.columns(2)
     concurrent = c1.number_input("Trainings at once", min_value=1, max_value=32, value=room.scheduler.max_concurrent,
+                                 key="teacher_concurrent",
                                  help="Each training uses the CPU cores it can get; on 2 cores, 1 is fastest overall.")
     budget = c2.number_input("Budget per run (training images × epochs)", min_value=1_000, max_value=100_000_000,
-                             step=50_000, value=room.limits.max_run_images,
+                             step=50_000, value=room.limits.max_run_images, key="teacher_budget",
                              help="A larger budget lets one learner hold a training slot longer.")
-    if st.form_submit_button("Apply", icon=":material/check:"):
+    if st.form_submit_button("Apply", icon=":material/check:", key="teacher_apply"):
         room.set_max_concurrent(int(concurrent))
         room.set_max_run_images(int(budget))
         st.success(f"Now {int(concurrent)} training(s) at once and {int(budget):,} images per run.")

@@ -353,5 +353,8 @@ def decode_png(data: bytes, max_side: int = MAX_PICTURE_SIDE) -> np.ndarray:
             return np.asarray(picture.convert("RGBA"))
     except PictureError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # PIL's own guard, from the header alone
+        raise PictureError(f"The drawing declares far more pixels than a canvas has; at most "
+                           f"{max_side}×{max_side} is accepted.") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise PictureError(f"The drawing could not be decoded ({type(exc).__name__}).") from None
