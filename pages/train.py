@@ -79,10 +79,19 @@ def start_run(config: TrainConfig) -> None:
     st.rerun()
 
 
+def train_size() -> int:
+    """Training images in the chosen dataset; 60,000 while its files cannot be read (the page still
+    shows the learner's runs; Start then says what is wrong with the data)."""
+    try:
+        return len(state.dataset().train_labels)
+    except DataError:
+        return 60_000
+
+
 def estimate_ui(config: TrainConfig) -> None:
     """How long these settings take on this server, and whether they fit its per-run budget."""
     room = state.classroom()
-    size = len(state.dataset().train_labels)
+    size = train_size()
     n_train, _ = split_sizes(config, size)
     seconds = room.estimate_seconds(config, size)
     basis = (f"this server's measured speed, {room.speed:,.0f} images/s" if room.speed else
@@ -124,7 +133,7 @@ def controls_ui(config: TrainConfig) -> None:
     if snap is None or not snap.active:
         estimate_ui(config)
     if snap is None:
-        n_train, _ = split_sizes(config, len(state.dataset().train_labels))
+        n_train, _ = split_sizes(config, train_size())
         if config.batch_size > n_train:
             st.info(f"The batch size ({config.batch_size}) is larger than the training split ({n_train:,} "
                     f"images): each epoch will be a single batch of {n_train:,}.")

@@ -107,6 +107,9 @@ def _check_archive(source) -> None:
         with zipfile.ZipFile(source) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        if _starts_like_a_pickle(source):
+            raise ValueError("Refused to load: the file is a bare Python pickle, which could run code when "
+                             "loaded. Only SimpleCNN checkpoints written by torch.save are accepted.") from exc
         raise ValueError("Not a readable checkpoint: only files written by torch.save (a zip archive) are "
                          f"accepted ({type(exc).__name__}).") from exc
     finally:
@@ -121,6 +124,18 @@ def _check_archive(source) -> None:
     if declared > MAX_UNPACKED_BYTES:
         raise ValueError(f"Refused: the archive declares {declared / 1e6:,.0f} MB of contents; a SimpleCNN "
                          "checkpoint holds about 2.3 MB.")
+
+
+def _starts_like_a_pickle(source) -> bool:
+    """Pickle protocol 2+ starts with the PROTO opcode 0x80 and its version."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(2)
+    else:
+        source.seek(0)
+        head = source.read(2)
+        source.seek(0)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _json_depth(value, limit: int) -> int:

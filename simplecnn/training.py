@@ -384,11 +384,11 @@ class Trainer:
             while self.epoch < self.config.epochs:
                 self._run_epoch()
             self.history.status = "finished"
-            self.history.message = f"Finished {self.config.epochs} epochs."
+            self.history.message = f"Finished {self.config.epochs} epoch{'s' if self.config.epochs != 1 else ''}."
         except StopTraining as stop:
             if self.epoch >= self.config.epochs:  # the stop arrived with the last epoch's report
                 self.history.status = "finished"
-                self.history.message = f"Finished {self.config.epochs} epochs."
+                self.history.message = f"Finished {self.config.epochs} epoch{'s' if self.config.epochs != 1 else ''}."
                 return self.history
             self.history.status = "stopped"
             self.history.message = str(stop) or (f"Stopped at step {self.step} "

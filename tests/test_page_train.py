@@ -1,4 +1,5 @@
-"""AppTest for the entry, Home and Train pages: widgets exist, a tiny run trains and fills the history."""
+"""AppTest for the entry, Home and Train pages: widgets exist, a tiny run trains and fills the history,
+and a learner's runs are kept on the server: a reload or a closed tab loses nothing."""
 import time
 
 import pytest
@@ -7,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import nav
 
 from tests.conftest import ROOT
+from tests.helpers import app_runs, page_as, runs_of
 
 APP = str(ROOT / "app.py")
 
@@ -57,11 +59,17 @@ def wait_until_done(at, timeout=120):
     from dashboard import state  # noqa: F401  (import check)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        runs = at.session_state["runs"]
+        runs = app_runs(at)  # the learner's stored runs, read through the classroom
         if all(not r.snapshot().active for r in runs.values() if r.job):
             return
         time.sleep(0.2)
     raise AssertionError("training did not finish")
+
+
+def start(at):
+    at.button[[b.label for b in at.button].index("Start")].click()
+    at.run()
+    assert not at.exception, at.exception
 
 
 def test_a_tiny_run_trains_to_completion_and_fills_the_history(app):
@@ -69,18 +77,32 @@ def test_a_tiny_run_trains_to_completion_and_fills_the_history(app):
     at.select_slider(key="train_subset").set_value(500)
     at.number_input(key="train_epochs").set_value(2)
     at.run()
-    at.button[[b.label for b in at.button].index("Start")].click()
-    at.run()
-    assert not at.exception, at.exception
+    start(at)
+    assert list(app_runs(at)) == ["run-1"]  # run ids count per learner
     wait_until_done(at)
     at.run()
     assert not at.exception, at.exception
-    runs = at.session_state["runs"]
+    runs = app_runs(at)
     assert len(runs) == 1
-    snap = next(iter(runs.values())).snapshot()
+    (run,) = runs.values()
+    snap = run.snapshot()
+    assert run.kind == "trained" and run.job is not None
     assert snap.status == "finished" and len(snap.history.epochs) == 2
+    assert run.job.saved_epochs() == [1, 2] and run.record.dir.latest_path.is_file()  # kept on disk
     assert any("Finished 2 epochs" in s.value for s in at.success)
     assert len(at.dataframe) >= 1 and at.dataframe[-1].value["status"].tolist() == ["finished"]
+
+    # A later session with the learner's link (a reload, another tab, the next lesson) still has the run:
+    # an earlier session's runs no longer disappear with it.
+    token = at.session_state["_learner_token"]
+    assert at.query_params["learner"] == token  # the page put the learner's token into its link
+    again = page_as(str(ROOT / nav.TRAIN), token, timeout=120)
+    again.run()
+    assert not again.exception, again.exception
+    assert again.session_state["current_run_id"] == "run-1"
+    assert any("Finished 2 epochs" in s.value for s in again.success)
+    assert again.dataframe[-1].value["status"].tolist() == ["finished"]
+    assert again.dataframe[-1].value["run"].tolist() == ["run-1"]
 
 
 def test_diverging_run_ends_with_a_clear_message(app):
@@ -88,9 +110,38 @@ def test_diverging_run_ends_with_a_clear_message(app):
     at.select_slider(key="train_subset").set_value(500)
     at.number_input(key="train_custom_lr").set_value(10.0)
     at.run()
-    at.button[[b.label for b in at.button].index("Start")].click()
-    at.run()
+    start(at)
     wait_until_done(at)
     at.run()
     assert not at.exception
     assert any("lower the learning rate" in e.value for e in at.error)
+    (run,) = app_runs(at).values()
+    assert run.snapshot().status == "diverged"
+
+
+def test_a_run_keeps_training_after_its_tab_is_gone_and_a_new_tab_finds_it(app):
+    """No heartbeat any more: closing the tab that started a run no longer cancels it (that lost work)."""
+    at = goto_train(app)
+    token = at.session_state["_learner_token"]
+    at.select_slider(key="train_subset").set_value(500)
+    at.number_input(key="train_epochs").set_value(1)
+    at.run()
+    start(at)
+    (job,) = [r.job for r in runs_of(token).values()]
+    assert job.snapshot().active
+    # The tab is gone: no script of this session runs again, so nothing tells the server it is there.
+    # A new tab with the learner's link, opened at once, reattaches to the run on its way.
+    other = page_as(str(ROOT / nav.TRAIN), token, timeout=120)
+    other.run()
+    assert not other.exception, other.exception
+    assert other.session_state["current_run_id"] == job.id
+    job.join(120)
+    snap = job.snapshot()
+    assert snap.status == "finished" and snap.epoch == 1, (snap.status, snap.message)
+    # The learner comes back with their link: the page reattaches to the run, which kept its work.
+    back = page_as(str(ROOT / nav.TRAIN), token, timeout=120)
+    back.run()
+    assert not back.exception, back.exception
+    assert back.session_state["current_run_id"] == job.id
+    assert any("Finished 1 epoch." in s.value for s in back.success), [s.value for s in back.success]
+    assert back.dataframe[-1].value["status"].tolist() == ["finished"]
