@@ -26,9 +26,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # git-ignored (/artifacts/)
 VIEWPORT = {"width": 1400, "height": 1000}
-# The e2e servers cancel a run whose tab went away after this many seconds (the app's default is 30),
-# so that a test that ends with a run still training never holds the server's queue for long.
-E2E_HEARTBEAT_TIMEOUT = "15"
 
 
 def pytest_collection_modifyitems(items):
@@ -69,11 +66,12 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, "SIMPLECNN_HEARTBEAT_TIMEOUT": E2E_HEARTBEAT_TIMEOUT, **(env or {})}
+        # Each server keeps its runs beside its log, never in the repository's runs/.
+        self.env = {**os.environ, "SIMPLECNN_RUNS_DIR": str(log_path.parent / "runs"), **(env or {})}
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> "AppServer":
-        with open(self.log_path, "wb") as out:
+        with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                  "--server.port", str(self.port), "--server.address", "127.0.0.1",
@@ -101,6 +99,12 @@ class AppServer:
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+    def kill(self) -> None:
+        """SIGKILL, as the out-of-memory killer would: no cleanup of any kind. Only this server's PID."""
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=15)
 

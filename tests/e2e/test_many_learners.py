@@ -1,10 +1,10 @@
 """Four learners on one server at once: a training, a queued one, a drawing, a browsing session.
 
-The server runs one training at a time (SIMPLECNN_MAX_TRAININGS=1) and cancels a run whose tab has
-sent no heartbeat for SIMPLECNN_HEARTBEAT_TIMEOUT seconds. A starts a long run; B presses Start and
-waits in the queue at position 1; C draws a 7 and reads `Prediction: 7`; D browses Results and Inside.
-C's and D's pages (model pickers included) show no run id at all: runs belong to the session that
-started them. Then A's tab closes: A's run cancels itself and B's starts.
+The server runs one training at a time (SIMPLECNN_MAX_TRAININGS=1). A starts a long run; B presses
+Start and waits in the queue at position 1; C draws a 7 and reads `Prediction: 7`; D browses Results
+and Inside. C's and D's pages (model pickers included) show no run id at all: runs belong to the
+learner whose link started them. Then A's tab closes: A's run keeps training (a run no longer depends
+on its tab), A comes back with their link, finds it still running and stops it, and B's starts.
 
 benchmarks/many_learners.py is the heavier version (ten sessions, latency and memory figures).
 """
@@ -13,13 +13,10 @@ from __future__ import annotations
 import re
 import time
 
-from .conftest import E2E_HEARTBEAT_TIMEOUT, button, exception_boxes, goto, open_tab, sidebar, wait_for_text, wait_idle
+from .conftest import button, exception_boxes, goto, open_tab, sidebar, wait_for_text, wait_idle
 
-# The e2e servers' heartbeat timeout (15 s). Shorter ones (5 s, 10 s) cancelled runs whose tabs were
-# open when the machine was overloaded (benchmarks/README.md), which would make this test flaky.
-HEARTBEAT_S = float(E2E_HEARTBEAT_TIMEOUT)
 SERVER_ENV = {"SIMPLECNN_MAX_TRAININGS": "1"}
-RUN_ID = re.compile(r"\brun-[0-9a-f]+\b")
+RUN_ID = re.compile(r"\brun-\d+\b")
 BUNDLED = "Bundled model (pretrained)"
 SEVEN = [(87, 50), (193, 50), (129, 250)]  # canvas px: top bar, then the diagonal, in one stroke
 
@@ -71,7 +68,7 @@ def test_four_sessions_share_the_queue_and_nothing_else(browser, app_url):
         a = tab()
         goto(a.page, "/train")  # a deep link as the fresh server's first visit
         epochs = a.page.get_by_label("Epochs")
-        epochs.fill("100")  # far longer than this test: only closing the tab ends it
+        epochs.fill("60")  # far longer than this test: only a Stop ends it
         epochs.press("Enter")
         wait_idle(a.page)
         button(a.page, "Start").click()
@@ -83,7 +80,7 @@ def test_four_sessions_share_the_queue_and_nothing_else(browser, app_url):
         goto(b.page, "/train")
         button(b.page, "Start").click()
         b_id, b_status = run_status(b.page).groups()
-        assert b_id != a_id
+        # Run ids are per learner ("run-1" is each learner's first run); what matters is whose run it is.
         assert b_status == "queued", f"B's run should wait behind A's, but it is {b_status}"
         wait_for_text(b.page, "Waiting in the server queue: position 1", timeout=60)
         wait_for_text(b.page, "Waiting in the server queue: position 1", timeout=60,
@@ -107,21 +104,28 @@ def test_four_sessions_share_the_queue_and_nothing_else(browser, app_url):
             d_text = d.page.locator('[data-testid="stApp"]').inner_text()
             assert not RUN_ID.search(d_text), f"D on {path} sees run ids: {RUN_ID.findall(d_text)}"
             step(f"D: {path} shows no run id")
-        assert a_id not in sidebar(d.page).inner_text() and b_id not in sidebar(d.page).inner_text()
+        assert not RUN_ID.search(sidebar(d.page).inner_text())
 
-        # A still trains (its open tab keeps it alive) and B still waits; then A's tab goes away.
-        a_status = run_status(a.page, a_id).group(2)
-        assert a_status == "running", (f"A's run is {a_status} although its tab is open: the server answered its "
-                                       f"refreshes more than {HEARTBEAT_S:g} s late (an overloaded machine?)")
-        assert run_status(b.page, b_id).group(2) == "queued"
+        # A's tab goes away: A's run keeps training and B keeps waiting.
+        a_link = a.page.url
+        assert "learner=" in a_link
+        assert run_status(a.page, a_id).group(2) == "running"
         a.page.context.close()
         tabs.remove(a)
-        closed = time.monotonic()
-        wait_for_text(b.page, f"{b_id} · running", timeout=HEARTBEAT_S + 120, selector='[data-testid="stMain"]')
-        step(f"B: {b_id} running {time.monotonic() - closed:.1f} s after A's tab closed "
-             f"(heartbeat timeout {HEARTBEAT_S:g} s)")
-        b_text = b.page.locator('[data-testid="stApp"]').inner_text()
-        assert a_id not in b_text, "B's page shows A's run"
+        time.sleep(5)
+        assert run_status(b.page, b_id).group(2) == "queued"
+        # A comes back with their link (another tab, or after a reload): the same run, still training.
+        a2 = tab()
+        goto(a2.page, a_link.replace(app_url, ""))
+        wait_for_text(a2.page, f"{a_id} · running", timeout=60, selector='[data-testid="stMain"]')
+        step(f"A: back with the link, {a_id} still running after the tab was closed")
+        button(a2.page, "Stop").click()
+        stopped = time.monotonic()
+        wait_for_text(a2.page, f"{a_id} · stopped", timeout=60, selector='[data-testid="stMain"]')
+        wait_for_text(b.page, f"{b_id} · running", timeout=120, selector='[data-testid="stMain"]')
+        step(f"B: {b_id} running {time.monotonic() - stopped:.1f} s after A pressed Stop")
+        rows = b.page.locator('[data-testid="stDataFrame"]').first.locator('[role="gridcell"]').all_inner_texts()
+        assert "stopped" not in rows, f"B's history shows A's stopped run: {rows}"
     finally:
         for t in tabs:
             t.page.context.close()
