@@ -27,7 +27,7 @@ def _pages(entries):
 state.classroom().touch(learner())  # also puts the learner's token back into the URL after a page switch
 sections = {"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON_PAGES)}
 if teacher.is_teacher():  # no teacher page at all unless the link carries the server's teacher token
-    sections["Teacher"] = _pages(nav.TEACHER_PAGES)
+    sections = {"Teacher": _pages(nav.TEACHER_PAGES), **sections}  # first: the menu folds long lists
 page = st.navigation(sections)
 training_status()
 learner_link_ui()
