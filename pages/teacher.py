@@ -34,7 +34,7 @@ def live_table() -> None:
         latest = snap.latest or {}
         rows.append({
             "learner": room.alias(learner_key), "run": snap.id, "status": snap.status,
-            "place in queue": snap.queue_position, "settings": snap.label,
+            "place in queue": snap.queue_position or "", "settings": snap.label,
             "epochs": snap.epochs, "progress %": round(100 * latest.get("progress", 0.0), 1),
             "ETA": format_eta(latest["eta_seconds"]) if latest and snap.status == "running" else "",
             "training process MB": round(rss_bytes(job.process_id) / 1e6) if job.process_id else None,
@@ -44,13 +44,14 @@ def live_table() -> None:
 
 def server_panel() -> None:
     info = server_status(room.store.root)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("CPU load (1 min)", f"{info['load1']:.2f}", help=f"{info['cpus']} cores; load 5 min {info['load5']:.2f}")
     c2.metric("Memory available", f"{info['mem_available'] / 1e9:.1f} GB",
               help=f"of {info['mem_total'] / 1e9:.1f} GB; this web server uses {info['server_rss'] / 1e6:.0f} MB")
-    c3.metric("Disk used by runs", f"{room.store.total_bytes() / 1e6:.0f} MB",
+    c3.metric("Disk used by runs", f"{room.store.total_bytes() / 1e6:.1f} MB",
               help=f"in {room.store.root}; {info['disk_free'] / 1e9:.1f} GB free on that disk")
-    c4.metric("Trainings", f"{room.scheduler.running} running · {room.scheduler.waiting} waiting")
+    c4.metric("Training now", f"{room.scheduler.running} of {room.scheduler.max_concurrent}")
+    c5.metric("Waiting", room.scheduler.waiting)
 
 
 def live_view() -> None:

@@ -199,6 +199,7 @@ class Classroom:
                 job = TrainingJob(record.dir, config, self.scheduler, dataset_name=meta.get("dataset", "mnist"),
                                   num_classes=int(meta.get("num_classes", 10)), label=meta.get("label"),
                                   owner=learner)
+                job.on_end = self._measure_speed
                 self._jobs[key] = job
             return job
 
@@ -376,20 +377,23 @@ class Classroom:
             if job.active and now - seen > self.limits.abandon_seconds:
                 job.stop(f"Stopped because you were away for over {self.limits.abandon_seconds / 60:.0f} minutes; "
                          "nothing is lost: press Resume to go on.")
-        self._measure_speed(jobs)
         with self._lock:
             for key, job in list(self._jobs.items()):
                 if not job.active and not job.thread_alive and \
                         now - self._last_seen.get(key[0], 0) > self.limits.abandon_seconds:
                     del self._jobs[key]  # its files are the truth; a later visit reads them again
+            for learner, comparison in list(self._comparisons.items()):
+                if not comparison.active and now - self._last_seen.get(learner, 0) > self.limits.abandon_seconds:
+                    del self._comparisons[learner]  # its result is on disk
 
-    def _measure_speed(self, jobs) -> None:
-        speeds = [job.history.images_seen / job.history.seconds for _, job in jobs
-                  if job.history.seconds > 5 and job.history.images_seen > 0]
-        if speeds:
-            measured = sorted(speeds)[len(speeds) // 2]
-            self.speed = measured if self.speed is None else 0.7 * self.speed + 0.3 * measured
-            self._save_settings()
+    def _measure_speed(self, job: TrainingJob) -> None:
+        """After each training process: fold its images/s into the server's speed (kept across restarts)."""
+        history = job.history
+        if history.seconds < 2 or history.images_seen <= 0:
+            return  # too short to say anything
+        measured = history.images_seen / history.seconds
+        self.speed = measured if self.speed is None else 0.7 * self.speed + 0.3 * measured
+        self._save_settings()
 
     def close(self) -> None:
         self._closed.set()

@@ -288,6 +288,7 @@ class TrainingJob:
         self.history = History()
         self.epoch = self.batch = 0
         self._traceback = ""
+        self.on_end = None  # called with the job when a training process has ended (any outcome)
         self._load_from_disk()
 
     def _load_from_disk(self) -> None:
@@ -530,3 +531,5 @@ class TrainingJob:
             self._weights = None  # the newest weights are in latest.pt now; memory is a cache
             self._weights_version += 1
         self._set_status(status, message)
+        if self.on_end is not None:
+            self.on_end(self)

@@ -245,6 +245,8 @@ def test_runs_left_training_by_a_killed_server_come_back_interrupted(store, tmp_
     snap = job.snapshot()
     assert snap.status == "finished" and snap.epoch == 2 and job.saved_epochs() == [1, 2]
     assert snap.history.images_seen == 2 * 16_000  # every image trained once per epoch: no batch twice, none lost
+    assert room.speed is not None and room.speed > 100  # measured here, for the Train page's estimates
+    assert Classroom(store, TrainingScheduler(1), watch_every_s=0).speed == pytest.approx(room.speed)
 
 
 def test_a_new_server_lists_finished_runs_with_their_models(room):
