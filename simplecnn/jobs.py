@@ -531,5 +531,7 @@ class TrainingJob:
             self._weights = None  # the newest weights are in latest.pt now; memory is a cache
             self._weights_version += 1
         self._set_status(status, message)
+        if status in ("finished", "diverged"):  # nothing left to resume: the 7 MB resume point can go
+            self.run.state_path.unlink(missing_ok=True)
         if self.on_end is not None:
             self.on_end(self)

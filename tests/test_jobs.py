@@ -90,6 +90,7 @@ def test_a_killed_training_process_leaves_a_resumable_run(room, monkeypatch):
     snap = job.snapshot()
     assert snap.status == "finished" and snap.epoch == 2 and job.saved_epochs() == [1, 2]
     assert len(snap.history.epochs) == 2
+    assert not job.run.state_path.exists() and job.run.latest_path.exists()  # nothing left to resume
 
 
 def test_a_stop_during_the_last_validation_keeps_the_epoch(room, monkeypatch):
