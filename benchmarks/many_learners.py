@@ -1,7 +1,6 @@
 """Many learners on one server: ten browser sessions at once, one training, two queued, seven drawing.
 
-One `streamlit run app.py` with SIMPLECNN_MAX_TRAININGS=1 (heartbeat timeout `--heartbeat`), and one
-headless chromium with ten contexts (ten Streamlit sessions), driven concurrently (asyncio):
+One `streamlit run app.py` with SIMPLECNN_MAX_TRAININGS=1, and one headless chromium with ten contexts (ten Streamlit sessions), driven concurrently (asyncio):
 
 * trainer A starts a modest run on the Train page (`--subset`, `--epochs`);
 * trainers B and C press Start too (long runs) and must see "Waiting in the server queue: position 1"
@@ -11,8 +10,8 @@ headless chromium with ten contexts (ten Streamlit sessions), driven concurrentl
 
 Checked and reported: every drawing read right; no learner ever sees a run id (they train nothing,
 so any `run-N` on their pages, model picker included, would be another session's); the queue
-positions; closing the training tab cancels its run and the next queued one starts within the
-heartbeat timeout (the worker released the queue, i.e. its thread ended); the server's memory (VmRSS,
+positions; a Stop in the training tab ends its run and the next queued one starts (the worker
+released the queue, i.e. its process ended); the server's memory (VmRSS,
 VmHWM = peak, and OS thread count from /proc/<pid>/status) at each stage, also after the closed
 sessions expired (`--session-ttl`, Streamlit's server.disconnectedSessionTTL, default 120 s there).
 
@@ -318,8 +317,7 @@ def mem_line(label: str, status: dict) -> str:
 async def run(args) -> int:
     from playwright.async_api import async_playwright
 
-    env = {"SIMPLECNN_MAX_TRAININGS": "1", "SIMPLECNN_HEARTBEAT_TIMEOUT": str(args.heartbeat),
-           "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(args.session_ttl)}
+    env = {"SIMPLECNN_MAX_TRAININGS": "1", "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(args.session_ttl)}
     report = Report()
     memory_lines = []
     with AppServer(env, args.streamlit_option) as server:
@@ -363,52 +361,51 @@ async def run(args) -> int:
             load_seconds = time.monotonic() - started
             memory_lines.append(mem_line(f"after {args.learners} learners drew and browsed", proc_status(pid)))
 
-            # Close the tab of the run that trains now; the next one in the queue must start.
+            # Stop the run that trains now (runs no longer end with their tab); the next one must start.
             statuses = {n: STATUS.search(await main_text(t)) for n, (t, _) in trainers.items()}
             report.log("trainers now: " + ", ".join(f"{n} {m.group(1)} {m.group(2)}" if m else f"{n} ?"
                                                     for n, m in statuses.items()))
-            for n, m in statuses.items():
-                if m and m.group(2) == "cancelled":  # its tab is open and refreshing: the heartbeat lagged
-                    report.errors.append(f"trainer {n}'s {m.group(1)} was cancelled while its tab was open: "
-                                         f"its heartbeats lagged more than {args.heartbeat:g} s under this load")
             running = [n for n, m in statuses.items() if m and m.group(2) == "running"]
             handover = None
             if not running:
-                report.errors.append("no trainer was running when the training tab was to be closed "
+                report.errors.append("no trainer was running when the run was to be stopped "
                                      "(use a longer run: --epochs / --subset)")
             else:
                 closing = running[0]
                 waiting = [n for n in ("A", "B", "C") if n != closing and statuses[n]
                            and statuses[n].group(2) == "queued"]
                 tab, run_id = trainers.pop(closing)
-                await tab.context.close()
+                await tab.locator('[data-testid="stMain"]').get_by_role("button", name=re.compile(r"Stop$")).click()
                 closed_at = time.monotonic()
-                report.log(f"closed trainer {closing}'s tab ({run_id} was running)")
+                await wait_text(tab, re.compile(rf"{run_id} · stopped"), timeout=120)
+                await tab.context.close()
+                report.log(f"stopped trainer {closing}'s {run_id}")
                 if waiting:
                     nxt_tab, nxt_id = trainers[waiting[0]]
-                    await wait_text(nxt_tab, re.compile(rf"{nxt_id} · running"),
-                                    timeout=args.heartbeat + 120)
+                    await wait_text(nxt_tab, re.compile(rf"{nxt_id} · running"), timeout=120)
                     handover = time.monotonic() - closed_at
-                    report.log(f"trainer {waiting[0]}: {nxt_id} running {handover:.1f} s after the close "
-                               f"(heartbeat timeout {args.heartbeat} s)")
+                    report.log(f"trainer {waiting[0]}: {nxt_id} running {handover:.1f} s after the Stop")
                     if len(waiting) > 1:
                         position = int((await wait_text(trainers[waiting[1]][0], QUEUE)).group(1))
                         report.log(f"trainer {waiting[1]}: now at queue position {position}")
-                    # Isolation among trainers: the running one's history lists only its own run.
+                    # Isolation among trainers: the running one's history lists only its own run (run ids
+                    # are per learner, so every trainer's first run is run-1: count them).
                     cells = await nxt_tab.locator('[data-testid="stDataFrame"] td').all_inner_texts()
-                    foreign = sorted({c for c in cells if RUN_ID.fullmatch(c)} - {nxt_id})
-                    if foreign:
-                        report.leaks.append(f"trainer {waiting[0]}'s run history shows {foreign}")
-            memory_lines.append(mem_line("training tab closed, next run training", proc_status(pid)))
+                    ids = [c for c in cells if RUN_ID.fullmatch(c)]
+                    if len(ids) != 1:
+                        report.leaks.append(f"trainer {waiting[0]}'s run history shows {ids}")
+            memory_lines.append(mem_line("a run stopped, next run training", proc_status(pid)))
 
-            for name, (tab, _) in list(trainers.items()):
+            for name, (tab, run_id) in list(trainers.items()):  # stop what is left, then close the tabs
+                stop_button = tab.locator('[data-testid="stMain"]').get_by_role("button", name=re.compile(r"Stop$"))
+                if await stop_button.is_enabled():
+                    await stop_button.click()
+                    await wait_text(tab, re.compile(rf"{run_id} · stopped"), timeout=120)
                 await tab.context.close()
-                report.log(f"closed trainer {name}'s tab")
-            # The job that was running cancels after the heartbeat timeout; a job still queued starts
-            # when it reaches the front, then cancels at its first progress report.
-            await asyncio.sleep(args.heartbeat + 25)
-            memory_lines.append(mem_line(f"all tabs closed, {args.heartbeat + 25} s later", proc_status(pid)))
-            await asyncio.sleep(max(0, args.session_ttl + 10 - args.heartbeat - 25))
+                report.log(f"stopped trainer {name}'s run and closed the tab")
+            await asyncio.sleep(25)
+            memory_lines.append(mem_line("all runs stopped, all tabs closed, 25 s later", proc_status(pid)))
+            await asyncio.sleep(max(0, args.session_ttl + 10 - 25))
             # Streamlit forgets expired sessions lazily, when its session store is next used: a visit.
             visitor = await new_tab(browser, server.url, "")
             await wait_idle(visitor)
@@ -444,8 +441,8 @@ async def run(args) -> int:
     if report.lost_strokes:
         print(f"strokes that missed the canvas and were drawn again (harness): {report.lost_strokes}")
     print(f"isolation: {'no session saw another session run id' if not report.leaks else report.leaks}")
-    print(f"closing the training tab -> next queued run running after: "
-          f"{f'{handover:.1f} s' if handover is not None else 'n/a'} (heartbeat timeout {args.heartbeat} s)")
+    print(f"Stop in the training tab -> next queued run running after: "
+          f"{f'{handover:.1f} s' if handover is not None else 'n/a'}")
     print("server memory (/proc/<pid>/status):")
     for line in memory_lines:
         print("  " + line)
@@ -470,12 +467,9 @@ def main() -> int:
                         help="trainer A's training images")
     parser.add_argument("--epochs", type=int, default=2, help="trainer A's epochs")
     parser.add_argument("--queued-epochs", type=int, default=30,
-                        help="epochs of B's and C's runs (5,000 images); only closing their tabs ends them")
-    parser.add_argument("--heartbeat", type=float, default=30.0,
-                        help="SIMPLECNN_HEARTBEAT_TIMEOUT of the server (the app's default, 30 s: with 5 or 10 s an "
-                             "overloaded 2-core machine cancelled runs whose tabs were open)")
+                        help="epochs of B's and C's runs (5,000 images); only a Stop ends them")
     parser.add_argument("--session-ttl", type=int, default=30,
-                        help="server.disconnectedSessionTTL: when a closed tab's session (and its runs) is freed")
+                        help="server.disconnectedSessionTTL: when a closed tab's session is freed (its runs stay on disk)")
     add_streamlit_option_argument(parser)
     args = parser.parse_args()
     return asyncio.run(run(args))
