@@ -62,17 +62,18 @@ def settings_ui() -> TrainConfig:
         seed=int(seed), dataset=state.dataset_name(), lr_schedule=schedule, augment=bool(augment))
 
 
-def start_run(config: TrainConfig) -> None:
+def start_run(config: TrainConfig) -> bool:
+    """Start a run with `config`; False (and a message saying why) when it cannot start."""
     try:
         ds = state.dataset()
         job = state.classroom().start_run(learner(), config, state.dataset_name(), ds.num_classes,
                                           len(ds.train_labels))
     except RunRefused as exc:
         st.error(f"**Not started.** {exc}", icon=":material/block:")
-        return
+        return False
     except (ValueError, DataError) as exc:
         st.error(f"Cannot start: {exc}")
-        return
+        return False
     st.session_state["current_run_id"] = job.id
     st.session_state["model_key"] = job.id
     st.session_state.pop("train_reset", None)
@@ -88,8 +89,9 @@ def train_size() -> int:
         return 60_000
 
 
-def estimate_ui(config: TrainConfig) -> None:
-    """How long these settings take on this server, and whether they fit its per-run budget."""
+def estimate_ui(config: TrainConfig, refused: bool = False) -> None:
+    """How long these settings take on this server, and whether they fit its per-run budget (not said
+    twice when a Start was just refused with the same words)."""
     room = state.classroom()
     size = train_size()
     n_train, _ = split_sizes(config, size)
@@ -99,7 +101,8 @@ def estimate_ui(config: TrainConfig) -> None:
     try:
         room.check_budget(config, size)
     except RunRefused as exc:
-        st.warning(f"{exc}", icon=":material/timer_off:")
+        if not refused:
+            st.warning(f"{exc}", icon=":material/timer_off:")
         return
     st.caption(f":material/timer: About **{format_eta(seconds)}** (min:s) for {n_train:,} training images × "
                f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, from {basis}; more if others are "
@@ -110,9 +113,10 @@ def controls_ui(config: TrainConfig) -> None:
     run = state.current_run()
     snap = run.snapshot() if run and run.job else None
     b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 3])
+    refused = False
     if b1.button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
                  help="Start a new run with the settings above"):
-        start_run(config)
+        refused = not start_run(config)
     if b2.button("Stop", icon=":material/stop:", width="stretch", disabled=not (snap and snap.active)):
         if not run.job.stop():
             st.info("This run is not training.")
@@ -131,7 +135,7 @@ def controls_ui(config: TrainConfig) -> None:
         st.session_state["train_reset"] = True
         st.rerun()
     if snap is None or not snap.active:
-        estimate_ui(config)
+        estimate_ui(config, refused)
     if snap is None:
         n_train, _ = split_sizes(config, train_size())
         if config.batch_size > n_train:

@@ -11,13 +11,13 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
 import torch
 
+from .files import atomic_write_bytes
 from .model import SimpleCNN
 
 FORMAT = "simplecnn-checkpoint"
@@ -54,19 +54,8 @@ def save_checkpoint(path: str | os.PathLike, model: SimpleCNN, config: dict | No
                     metrics: dict | None = None, history: dict | None = None) -> Path:
     """Write atomically: a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = checkpoint_bytes(model, config=config, metrics=metrics, history=history)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)  # world-readable: a checkpoint is meant to be shared
     return path
 
 

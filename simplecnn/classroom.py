@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .jobs import ACTIVE, TrainingJob, TrainingScheduler
-from .runstore import RunDir, RunRecord, RunStore, atomic_write_json, read_json
+from .files import atomic_write_bytes, atomic_write_json, read_json
+from .runstore import RunDir, RunRecord, RunStore
 from .training import TrainConfig
 
 MAX_RUN_IMAGES_ENV = "SIMPLECNN_MAX_RUN_IMAGES"  # training images x epochs per run (default 600,000)
@@ -298,8 +299,6 @@ class Classroom:
     def add_upload(self, learner: str, data: bytes, label: str, dataset_name: str, num_classes: int,
                    meta: dict) -> RunDir:
         """Keep an uploaded checkpoint (already validated by the caller) as one of the learner's runs."""
-        from .runstore import atomic_write_bytes
-
         with self._lock:
             self.check_room(learner)
             run = self.store.create(learner, {"kind": "uploaded", "label": label, "dataset": dataset_name,

@@ -9,17 +9,14 @@ reload shows it again.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from .jobs import PACKAGE_ROOT, TrainingScheduler
-from .runstore import atomic_write_json, read_json
+from .jobs import TrainingScheduler, WorkerProcess
+from .files import atomic_write_json, read_json
 from .training import TrainConfig
 
 MAX_COMPARISON_IMAGES = 200_000  # training images x epochs over all settings of one comparison
@@ -94,27 +91,19 @@ class ComparisonJob:
             self.status, self.message = "failed", f"The comparison failed: {type(exc).__name__}: {exc}"
         finally:
             self.scheduler.release(self)
-        if self.status == "finished":
-            atomic_write_json(self.result_path, {"settings": self.settings, "runs": self.runs,
-                                                 "finished": time.time()})
 
     def _train(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT, env=env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        to_child, from_child = Connection(os.dup(process.stdin.fileno())), Connection(os.dup(process.stdout.fileno()))
-        process.stdin.close()
-        process.stdout.close()
+        worker = WorkerProcess()
         stop_sent = False
         try:
-            to_child.send(("compare", {k: c.to_dict() for k, c in self.configs.items()}, self.dataset_name))
+            worker.send(("compare", {k: c.to_dict() for k, c in self.configs.items()}, self.dataset_name))
             while True:
                 if self._stop.is_set() and not stop_sent:
-                    to_child.send("stop")
+                    worker.send("stop")
                     stop_sent = True
-                if not from_child.poll(0.25):
+                message = worker.receive(0.25)
+                if message is None:
                     continue
-                message = from_child.recv()
                 if message[0] == "progress":
                     self.progress, self.progress_text = message[1], message[2]
                 elif message[0] == "run":
@@ -124,19 +113,16 @@ class ComparisonJob:
                     return
                 elif message[0] == "done":
                     done = len(self.runs) == len(self.configs)
+                    if done:  # on disk before anyone is told it finished
+                        atomic_write_json(self.result_path, {"settings": self.settings, "runs": self.runs,
+                                                             "finished": time.time()})
                     self.status = "finished" if done else "stopped"
                     self.message = "" if done else "Stopped before every setting was trained."
                     return
         except (EOFError, OSError):
             self.status, self.message = "failed", "The training process ended unexpectedly."
         finally:
-            to_child.close()
-            from_child.close()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            worker.close()
 
 
 def load_result(path: Path) -> dict | None:

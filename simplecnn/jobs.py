@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .files import atomic_write_bytes
 from .model import SimpleCNN
 from .runstore import RunDir
 from .training import BatchEvent, EpochEvent, History, StopTraining, TrainConfig
@@ -76,7 +77,6 @@ class RunSaver:
 
     def save(self, trainer) -> None:
         from .checkpoints import save_checkpoint
-        from .runstore import atomic_write_bytes
 
         history = trainer.history.to_dict()
         atomic_write_bytes(self.run.state_path, _pack(trainer.state_dict()))
@@ -154,6 +154,49 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
             pass
     finally:
         conn.close()
+
+
+class WorkerProcess:
+    """`python -m simplecnn.worker` with a message pipe each way (multiprocessing Connections over its
+    stdin and stdout). A fresh interpreter rather than multiprocessing: its start methods re-import the
+    parent's __main__ in the child, and under Streamlit that is the page script being run."""
+
+    def __init__(self) -> None:
+        # The web server waits passively in OpenMP (app.py); training is ~30 % faster with libgomp's default.
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        self.process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._to = Connection(os.dup(self.process.stdin.fileno()))
+        self._from = Connection(os.dup(self.process.stdout.fileno()))
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, message) -> None:
+        self._to.send(message)
+
+    def receive(self, timeout: float):
+        """The next message, or None if none came within `timeout`; EOFError once the child is gone."""
+        return self._from.recv() if self._from.poll(timeout) else None
+
+    def exit_code(self) -> int | None:
+        try:
+            return self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        """End of file on its stdin stops a child that still runs; reaped, or killed after 10 s."""
+        self._to.close()
+        self._from.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class TrainingScheduler:
@@ -439,29 +482,19 @@ class TrainingJob:
             self._publish(_unpack(weights))
 
     def _train_in_process(self) -> tuple[str, str]:
-        """Run one child process (`python -m simplecnn.worker`) until it ends; returns (status, message).
-
-        A fresh interpreter rather than multiprocessing: its start methods re-import the parent's
-        __main__ in the child, and under Streamlit that is the page script being run.
-        """
-        # The web server waits passively in OpenMP (app.py); training is ~30 % faster with libgomp's default.
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        process = subprocess.Popen([sys.executable, "-m", "simplecnn.worker"], cwd=PACKAGE_ROOT, env=env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        to_child, from_child = Connection(os.dup(process.stdin.fileno())), Connection(os.dup(process.stdout.fileno()))
-        process.stdin.close()
-        process.stdout.close()
-        self.process_id = process.pid
+        """Run one training process until it ends; returns (status, message)."""
+        worker = WorkerProcess()
+        self.process_id = worker.pid
         stop_sent = False
         try:
-            to_child.send((self.config.to_dict(), self.dataset_name, str(self.run.path), save_every_seconds()))
+            worker.send((self.config.to_dict(), self.dataset_name, str(self.run.path), save_every_seconds()))
             while True:
                 if self._stop_requested.is_set() and not stop_sent:
-                    to_child.send("stop")
+                    worker.send("stop")
                     stop_sent = True
-                if not from_child.poll(0.25):
+                message = worker.receive(0.25)
+                if message is None:
                     continue
-                message = from_child.recv()
                 if message[0] == "failed":
                     self._traceback = message[2]
                     self._reload_progress()
@@ -476,18 +509,12 @@ class TrainingJob:
                     return self.history.status, self.history.message
                 self._on_message(message)
         except (EOFError, OSError):  # the child is gone without a word (killed, out of memory)
-            process.wait(5)
+            code = worker.exit_code()
             self._reload_progress()
-            return "interrupted", (f"The training process ended unexpectedly (exit code {process.poll()}). "
+            return "interrupted", (f"The training process ended unexpectedly (exit code {code}). "
                                    f"{self.resume_point()}")
         finally:
-            to_child.close()  # EOF on its stdin also stops a child that is still running
-            from_child.close()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            worker.close()
             self.process_id = None
 
     def _reload_progress(self) -> None:

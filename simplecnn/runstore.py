@@ -17,19 +17,18 @@ never a path. Reading a damaged run gives a `RunRecord` with `error` set; it nev
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import atomic_write_json, read_json
+
 RUNS_DIR_ENV = "SIMPLECNN_RUNS_DIR"
 FORMAT = "simplecnn-run"
 FORMAT_VERSION = 1
-MAX_JSON_BYTES = 16 * 1024 * 1024  # history.json of a 100-epoch run is well under 1 MB
 RUN_ID = re.compile(r"^run-(\d{1,6})$")
 LEARNER_KEY = re.compile(r"^[0-9a-f]{16,64}$")
 TOKEN = re.compile(r"^[0-9a-f]{32,64}$")  # a learner token: 128 to 256 random bits, hex
@@ -37,43 +36,6 @@ TOKEN = re.compile(r"^[0-9a-f]{32,64}$")  # a learner token: 128 to 256 random b
 
 def default_root() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or Path(__file__).resolve().parent.parent / "runs")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash at any moment leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_bytes(path, json.dumps(obj, allow_nan=False, separators=(",", ":")).encode())
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`; ValueError with a plain reason for a missing, huge or broken file."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ValueError(f"{path.name} is missing") from None
-    if size > MAX_JSON_BYTES:
-        raise ValueError(f"{path.name} is too large ({size / 1e6:.0f} MB)")
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path.name} is damaged ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return data
 
 
 def learner_key(token: str) -> str:

@@ -174,33 +174,6 @@ class History:
     compute_path: str = ""
     batches_per_epoch: int = 0  # lets plots place epoch points on the step axis
 
-    def _type_problems(self) -> list[str]:
-        """Settings from a file or a link can be anything: name each value of the wrong type."""
-        numbers = ("learning_rate", "validation_split", "dropout1", "dropout2", "weight_decay")
-        whole = ("epochs", "batch_size", "seed", "log_every")
-        flags = ("batch_norm", "augment", "fast")
-        words = ("optimizer", "device", "dataset", "lr_schedule")
-        problems = []
-        for name in numbers:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                problems.append(f"{name} must be a finite number (got {value!r:.40})")
-        for name in whole:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                problems.append(f"{name} must be a whole number (got {value!r:.40})")
-        for name in flags:
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false (got {getattr(self, name)!r:.40})")
-        for name in words:
-            if not isinstance(getattr(self, name), str):
-                problems.append(f"{name} must be text (got {getattr(self, name)!r:.40})")
-        if self.subset is not None and (isinstance(self.subset, bool) or not isinstance(self.subset, int)):
-            problems.append(f"subset must be a whole number or empty (got {self.subset!r:.40})")
-        if isinstance(self.log_every, int) and not isinstance(self.log_every, bool) and self.log_every < 1:
-            problems.append("log_every must be at least 1")
-        return problems
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -9,7 +9,8 @@ import pytest
 
 from simplecnn.classroom import Classroom, Limits, RunRefused, split_sizes
 from simplecnn.jobs import TrainingScheduler
-from simplecnn.runstore import RunStore, atomic_write_bytes, learner_key
+from simplecnn.files import atomic_write_bytes
+from simplecnn.runstore import RunStore, learner_key
 from simplecnn.training import TrainConfig
 from tests.conftest import ROOT
 from tests.helpers import SlotHolder, wait_for
