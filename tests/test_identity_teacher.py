@@ -122,3 +122,25 @@ def test_teacher_sees_every_learners_run_and_controls_the_queue(monkeypatch):
         room.scheduler.release(holder)
         for job in jobs:
             job.join(60)
+
+
+def test_a_learner_deletes_a_run_and_its_files():
+    token = new_learner()
+    keep = train_run(token, TrainConfig(epochs=1, subset=500))
+    gone = train_run(token, TrainConfig(epochs=1, subset=500, seed=1))
+    folder = gone.run.path
+    at = page_as(str(ROOT / "pages" / "train.py"), token).run()
+    assert any("2 of 10 stored" in c.value for c in at.caption)
+    assert any(c.value.startswith(":material/timer: About **") for c in at.caption)  # the estimate before Start
+    at.selectbox(key="train_delete_choice").set_value(gone.id).run()
+    at.button(key="train_delete").click().run()
+    assert not at.exception
+    assert not folder.exists() and keep.run.path.exists()
+    assert list(at.dataframe[0].value["run"]) == [keep.id]
+    assert any("1 of 10 stored" in c.value for c in at.caption)
+
+
+def test_no_traceback_reaches_the_browser():
+    import tomllib
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] in ("type", "none")
