@@ -220,8 +220,12 @@ def test_a_forged_canvas_message_gives_a_warning_not_a_traceback(forged):
             data = buffer.getvalue()
         else:
             data = b"<svg>not a png</svg>"
+        real = streamlit_drawable_canvas.st_canvas
         streamlit_drawable_canvas.st_canvas = lambda **kwargs: types.SimpleNamespace(image_bytes=data)
-        image = digit_canvas("forged")
+        try:
+            image = digit_canvas("forged")
+        finally:  # the module is shared by every later test in this process
+            streamlit_drawable_canvas.st_canvas = real
         import streamlit as st
         st.write("image is None" if image is None else "image decoded")
 

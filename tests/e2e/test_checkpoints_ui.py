@@ -62,8 +62,8 @@ def test_download_upload_and_draw_with_the_checkpoint(new_page, tmp_path):
 
     # Upload it back: a success message, and it becomes the chosen model.
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(saved))
-    loaded = wait_for_text(page, re.compile(rf"Loaded {re.escape(saved.name)} as (run-[0-9a-f]{{6}})\."))
-    uploaded_id = re.search(r"run-[0-9a-f]{6}", loaded).group(0)
+    loaded = wait_for_text(page, re.compile(rf"Loaded {re.escape(saved.name)} as (run-\d+)\."))
+    uploaded_id = re.search(r" as (run-\d+)\.$", loaded).group(1)
     wait_idle(page)
     screenshot(page, "checkpoint_1_uploaded")
 

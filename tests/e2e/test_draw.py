@@ -21,7 +21,7 @@ def draw_page(new_page, bundled_path):
     tab = new_page(viewport={"width": 1400, "height": 1600})
     goto(tab.page, "/")
     nav_link(tab.page, "Draw").click()
-    tab.page.wait_for_url(re.compile(r"/draw$"), timeout=30_000)
+    tab.page.wait_for_url(re.compile(r"/draw(\?learner=[0-9a-f]{32})?$"), timeout=30_000)
     canvas(tab.page).wait_for(state="visible", timeout=60_000)
     return tab
 
