@@ -29,6 +29,8 @@ def progress_text(snap: JobSnapshot) -> tuple[float, str]:
         per_epoch = snap.history.batches_per_epoch or "?"
         return min(done, 1.0), f"Epoch {snap.epoch + 1}/{snap.epochs} · batch {snap.batch}/{per_epoch} · saved"
     latest = snap.latest
+    if snap.phase and snap.status in ("running", "stopping"):  # a process starting, or Ray placing the run
+        return (min(max(latest["progress"], 0.0), 1.0) if latest else 0.0), snap.phase
     if not latest:
         return 0.0, "Starting…"
     text = (f"Epoch {latest['epoch']}/{latest['epochs']} · batch {latest['batch']}/{latest['batches_per_epoch']}"

@@ -10,6 +10,7 @@ from dashboard.status import REFRESH_SECONDS, format_eta, progress_text
 from dashboard.widgets import keep
 from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoint
 from simplecnn.classroom import DEFAULT_SPEED, RunRefused, split_sizes
+from simplecnn.raybackend import ray_address
 from simplecnn.codegen import training_script
 from simplecnn.data import FASHION_CLASSES, MNIST_CLASSES, DataError
 from simplecnn.plots import training_curves
@@ -290,8 +291,9 @@ def add_uploaded(upload) -> None:
 
 
 st.title("Train the network")
-st.caption(f"Dataset: **{state.dataset_name()}** · SimpleCNN, 582,218 parameters · "
-           f"trainings on this server at once: {state.scheduler().max_concurrent}")
+where = (f"trainings go to the Ray cluster at `{ray_address()}`" if ray_address() else
+         f"trainings on this server at once: {state.scheduler().max_concurrent}")
+st.caption(f"Dataset: **{state.dataset_name()}** · SimpleCNN, 582,218 parameters · {where}")
 config = settings_ui()
 controls_ui(config)
 active = state.active_job() is not None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .jobs import ACTIVE, TrainingJob, TrainingScheduler
+from .raybackend import ray_address
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .runstore import RunDir, RunRecord, RunStore
 from .training import TrainConfig
@@ -28,6 +29,7 @@ MAX_RUN_IMAGES_ENV = "SIMPLECNN_MAX_RUN_IMAGES"  # training images x epochs per 
 MAX_RUNS_ENV = "SIMPLECNN_MAX_RUNS_PER_LEARNER"  # stored runs and uploads per learner (default 10)
 MAX_LEARNER_MB_ENV = "SIMPLECNN_MAX_LEARNER_MB"  # disk per learner (default 500)
 ABANDON_ENV = "SIMPLECNN_ABANDON_MINUTES"  # stop runs of learners away this long (default 20)
+RAY_MAX_RUNS_ENV = "SIMPLECNN_RAY_MAX_RUNS"  # with Ray: runs handed to the cluster at once (default 64)
 DEFAULT_SPEED = 1500.0  # images/s assumed before this server has measured a run (2-core VM, niced)
 HOST = socket.gethostname()
 
@@ -109,6 +111,11 @@ class Classroom:
     def __init__(self, store: RunStore | None = None, scheduler: TrainingScheduler | None = None,
                  limits: Limits | None = None, watch_every_s: float = 30.0) -> None:
         self.store = store or RunStore()
+        self.make_worker = None  # the default: a local `python -m simplecnn.worker` process per start
+        if ray_address():  # Ray's scheduler queues the runs cluster-wide; the local queue only counts them
+            from .raybackend import RayWorker
+            self.make_worker = RayWorker
+            scheduler = scheduler or TrainingScheduler(int(_env_number(RAY_MAX_RUNS_ENV, 64)))
         self.scheduler = scheduler or TrainingScheduler()
         self.limits = limits or Limits()
         self.server_id = f"{HOST}:{os.getpid()}"
@@ -199,7 +206,7 @@ class Classroom:
                 config = TrainConfig.from_dict(meta.get("config") or {})
                 job = TrainingJob(record.dir, config, self.scheduler, dataset_name=meta.get("dataset", "mnist"),
                                   num_classes=int(meta.get("num_classes", 10)), label=meta.get("label"),
-                                  owner=learner)
+                                  owner=learner, make_worker=self.make_worker)
                 job.on_end = self._measure_speed
                 self._jobs[key] = job
             return job

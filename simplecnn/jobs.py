@@ -161,6 +161,8 @@ class WorkerProcess:
     stdin and stdout). A fresh interpreter rather than multiprocessing: its start methods re-import the
     parent's __main__ in the child, and under Streamlit that is the page script being run."""
 
+    starting_text = "Starting a training process…"
+
     def __init__(self) -> None:
         # The web server waits passively in OpenMP (app.py); training is ~30 % faster with libgomp's default.
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -296,6 +298,7 @@ class JobSnapshot:
     weights_version: int  # bumps whenever new weights are published
     config: dict = field(default_factory=dict)
     batch: int = 0  # batches done in the epoch after `epoch` (the saved position)
+    phase: str = ""  # before the first report: what the start waits for (a process, a Ray worker)
 
     @property
     def active(self) -> bool:
@@ -310,7 +313,7 @@ class TrainingJob:
     """One stored training run: start, stop, resume, watch. Survives its tab; its files survive it."""
 
     def __init__(self, run: RunDir, config: TrainConfig, scheduler: TrainingScheduler, dataset_name: str,
-                 num_classes: int, label: str | None = None, owner: str = "") -> None:
+                 num_classes: int, label: str | None = None, owner: str = "", make_worker=None) -> None:
         self.run = run
         self.id = run.run_id
         self.config = config.validate()
@@ -332,6 +335,8 @@ class TrainingJob:
         self.epoch = self.batch = 0
         self._traceback = ""
         self.on_end = None  # called with the job when a training process has ended (any outcome)
+        self.make_worker = make_worker or WorkerProcess  # where it trains: a local process, or a Ray actor
+        self._phase = ""  # what a start is waiting for before its first report
         self._load_from_disk()
 
     def _load_from_disk(self) -> None:
@@ -402,7 +407,7 @@ class TrainingJob:
                 epoch=self.epoch, epochs=self.config.epochs,
                 latest=asdict(self._latest) if self._latest else None,
                 history=self.history.copy(), weights_version=self._weights_version,
-                config=self.config.to_dict(), batch=self.batch)
+                config=self.config.to_dict(), batch=self.batch, phase=self._phase)
 
     @property
     def status(self) -> str:
@@ -482,9 +487,15 @@ class TrainingJob:
             self._publish(_unpack(weights))
 
     def _train_in_process(self) -> tuple[str, str]:
-        """Run one training process until it ends; returns (status, message)."""
-        worker = WorkerProcess()
+        """Run one training process (or Ray actor) until it ends; returns (status, message)."""
+        from .raybackend import ClusterUnreachable
+
+        try:
+            worker = self.make_worker()
+        except ClusterUnreachable as exc:
+            return "failed", f"{exc} Press Resume to try again."
         self.process_id = worker.pid
+        self._phase = worker.starting_text
         stop_sent = False
         try:
             worker.send((self.config.to_dict(), self.dataset_name, str(self.run.path), save_every_seconds()))
@@ -493,8 +504,12 @@ class TrainingJob:
                     worker.send("stop")
                     stop_sent = True
                 message = worker.receive(0.25)
+                self.process_id = worker.pid  # a Ray actor's is known once Ray has placed it
                 if message is None:
+                    if self._phase:
+                        self._phase = worker.starting_text  # e.g. placed by Ray, now loading the data
                     continue
+                self._phase = ""
                 if message[0] == "failed":
                     self._traceback = message[2]
                     self._reload_progress()
@@ -516,6 +531,7 @@ class TrainingJob:
         finally:
             worker.close()
             self.process_id = None
+            self._phase = ""
 
     def _reload_progress(self) -> None:
         """After a crash, the last save is the truth: the curves and position go back to it."""
