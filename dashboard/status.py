@@ -73,4 +73,4 @@ def learner_link_ui() -> None:
         st.caption("Your runs are kept on this server under this link. Bookmark it to come back to them "
                    "after a reload, from another tab or another computer. **Anyone with this link sees and "
                    "can change your runs**: share it only with your teacher.")
-        st.code(personal_link(), language=None)
+        st.code(personal_link(), language=None, wrap_lines=True)

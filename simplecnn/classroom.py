@@ -395,7 +395,7 @@ class Classroom:
     def _measure_speed(self, job: TrainingJob) -> None:
         """After each training process: fold its images/s into the server's speed (kept across restarts)."""
         history = job.history
-        if history.seconds < 2 or history.images_seen <= 0:
+        if history.seconds < 0.5 or history.images_seen <= 0:
             return  # too short to say anything
         measured = history.images_seen / history.seconds
         self.speed = measured if self.speed is None else 0.7 * self.speed + 0.3 * measured
