@@ -29,6 +29,11 @@ def progress_text(snap: JobSnapshot) -> tuple[float, str]:
         per_epoch = snap.history.batches_per_epoch or "?"
         return min(done, 1.0), f"Epoch {snap.epoch + 1}/{snap.epochs} · batch {snap.batch}/{per_epoch} · saved"
     latest = snap.latest
+    if snap.elsewhere:  # its live reports go to another web server; its saves are what this one sees
+        done = (snap.epoch + snap.batch / max(snap.history.batches_per_epoch, 1)) / max(snap.epochs, 1)
+        per_epoch = snap.history.batches_per_epoch or "?"
+        return min(done, 1.0), (f"Epoch {snap.epoch + 1}/{snap.epochs} · batch {snap.batch}/{per_epoch} · "
+                                "training on another web server (shown as of its last save)")
     if snap.phase and snap.status in ("running", "stopping"):  # a process starting, or Ray placing the run
         return (min(max(latest["progress"], 0.0), 1.0) if latest else 0.0), snap.phase
     if not latest:

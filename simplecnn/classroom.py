@@ -212,10 +212,16 @@ class Classroom:
             return job
 
     def active_job(self, learner: str) -> TrainingJob | None:
-        with self._lock:
-            for (owner, _), job in self._jobs.items():
-                if owner == learner and job.active:
-                    return job
+        """The learner's queued or training run, wherever it trains (this server or another one
+        sharing the run store)."""
+        for run in self.store.run_dirs(learner):
+            with self._lock:
+                job = self._jobs.get((learner, run.run_id))
+            if job is None:
+                view = self.run(learner, run.run_id)
+                job = view.job if view is not None else None
+            if job is not None and job.active:
+                return job
         return None
 
     # -- limits ------------------------------------------------------------------------------------

@@ -111,11 +111,17 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
     trainer = saver = None
     try:
         last_publish = [time.monotonic()]
+        last_check = [time.monotonic()]
+        run = RunDir(Path(run_path))
 
         def report(event: object) -> None:
             h = trainer.history
             if isinstance(event, BatchEvent):
                 conn.send(("batch", asdict(event), h.seconds, h.images_seen))
+                if time.monotonic() - last_check[0] >= 1.0:  # a Stop pressed on another web server
+                    last_check[0] = time.monotonic()
+                    if run.stop_path.exists():
+                        stop.set()
                 if time.monotonic() - last_publish[0] >= PUBLISH_EVERY_S:
                     conn.send(("weights", _pack(_weights_of(trainer.model))))
                     last_publish[0] = time.monotonic()
@@ -131,7 +137,6 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                 raise StopTraining()
 
         train_config = TrainConfig.from_dict(config)
-        run = RunDir(Path(run_path))
         trainer = Trainer(train_config, dataset=load_dataset(dataset_name), callbacks=[report])
         if run.state_path.exists():
             trainer.load_state_dict(torch.load(run.state_path, map_location="cpu", weights_only=True))
@@ -299,6 +304,7 @@ class JobSnapshot:
     config: dict = field(default_factory=dict)
     batch: int = 0  # batches done in the epoch after `epoch` (the saved position)
     phase: str = ""  # before the first report: what the start waits for (a process, a Ray worker)
+    elsewhere: bool = False  # active, but trained by another web server sharing the run store
 
     @property
     def active(self) -> bool:
@@ -339,8 +345,31 @@ class TrainingJob:
         self._phase = ""  # what a start is waiting for before its first report
         self._load_from_disk()
 
+    def _disk_stamp(self) -> tuple:
+        stamps = []
+        for path in (self.run.meta_path, self.run.history_path):
+            try:
+                stamps.append(path.stat().st_mtime_ns)
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def refresh(self) -> None:
+        """A run this server does not train (another web server does, or nobody): follow its files.
+        Two stat calls when nothing changed."""
+        if self.thread_alive:
+            return
+        stamp = self._disk_stamp()
+        if stamp != self._stamp:
+            try:
+                with self._lock:
+                    self._load_from_disk()
+            except (OSError, ValueError):  # deleted or being replaced: keep what we had
+                pass
+
     def _load_from_disk(self) -> None:
         """Pick up status and curves from the run's files (after a restart, or for a stored run)."""
+        self._stamp = self._disk_stamp()
         meta = self.run.read_meta()
         self._status, self._message = meta.get("status", "new"), meta.get("message", "")
         progress = self.run.read_progress()
@@ -361,7 +390,9 @@ class TrainingJob:
 
     # -- control (UI thread) ---------------------------------------------------------------------
     def start(self) -> bool:
-        """Queue the job (or resume it after a stop). False if it is already active or done."""
+        """Queue the job (or resume it after a stop). False if it is already active or done (here or on
+        another web server sharing the run store)."""
+        self.refresh()
         with self._lock:
             if self._status in ACTIVE or self.epoch >= self.config.epochs or self._status in ("finished", "diverged"):
                 return False
@@ -370,6 +401,7 @@ class TrainingJob:
             self.queued_at = time.time()
             self._thread = threading.Thread(target=self._run, name=f"simplecnn-{self.owner[:6]}-{self.id}",
                                             daemon=True)
+        self.run.stop_path.unlink(missing_ok=True)  # an old request must not stop this start
         self._set_status("queued", "")
         self._thread.start()
         return True
@@ -377,7 +409,17 @@ class TrainingJob:
     resume = start
 
     def stop(self, reason: str = "") -> bool:
-        """Ask the job to stop after its current batch (or leave the queue). Idempotent."""
+        """Ask the job to stop after its current batch (or leave the queue). Idempotent. A run that
+        another web server trains gets the request as a file in its folder, which its training
+        process looks for about once a second."""
+        self.refresh()
+        if not self.thread_alive:
+            with self._lock:
+                if self._status not in ("queued", "running"):
+                    return False
+                self._status = "stopping"
+            atomic_write_bytes(self.run.stop_path, reason.encode())
+            return True
         with self._lock:
             if self._status not in ("queued", "running"):
                 return False
@@ -400,6 +442,7 @@ class TrainingJob:
 
     # -- reading (any thread) -------------------------------------------------------------------
     def snapshot(self) -> JobSnapshot:
+        self.refresh()
         with self._lock:
             return JobSnapshot(
                 id=self.id, label=self.label, status=self._status, message=self._message,
@@ -407,7 +450,8 @@ class TrainingJob:
                 epoch=self.epoch, epochs=self.config.epochs,
                 latest=asdict(self._latest) if self._latest else None,
                 history=self.history.copy(), weights_version=self._weights_version,
-                config=self.config.to_dict(), batch=self.batch, phase=self._phase)
+                config=self.config.to_dict(), batch=self.batch, phase=self._phase,
+                elsewhere=self._status in ACTIVE and not self.thread_alive)
 
     @property
     def status(self) -> str:
@@ -415,6 +459,7 @@ class TrainingJob:
 
     @property
     def active(self) -> bool:
+        self.refresh()
         return self._status in ACTIVE
 
     def _new_model(self) -> SimpleCNN:

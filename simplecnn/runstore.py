@@ -77,6 +77,7 @@ class RunDir:
     history_path = property(lambda self: self.path / "history.json")
     state_path = property(lambda self: self.path / "state.pt")
     latest_path = property(lambda self: self.path / "latest.pt")
+    stop_path = property(lambda self: self.path / "stop.request")  # a Stop from another web server
     epochs_path = property(lambda self: self.path / "epochs")
 
     def epoch_path(self, epoch: int) -> Path:

@@ -261,3 +261,28 @@ def test_a_new_server_lists_finished_runs_with_their_models(room):
     after = view.job.model()
     assert all((a == b).all() for a, b in zip(before.state_dict().values(), after.state_dict().values()))
     assert view.job.saved_epochs() == [1, 2] and view.job.model(epoch=1) is not None
+
+
+# -- two web servers on one run store --------------------------------------------------------------------
+def test_a_run_started_on_one_server_is_seen_stopped_and_resumed_on_another(store):
+    """Two web servers (two classrooms) share one run store: a learner's link works on either."""
+    first = Classroom(store, TrainingScheduler(1), watch_every_s=0)
+    second = Classroom(store, TrainingScheduler(1), watch_every_s=0)
+    job = first.start_run(learner(1), TrainConfig(epochs=2, subset=20000, log_every=5), "mnist", 10)
+    assert wait_for(lambda: job.snapshot().batch >= 10, timeout=90)
+    seen = second.active_job(learner(1))  # the other server finds it from the files alone
+    assert seen is not None and seen is not job and seen.id == job.id and seen.snapshot().status == "running"
+    with pytest.raises(RunRefused, match="one run per learner"):
+        second.start_run(learner(1), TrainConfig(epochs=1, subset=500), "mnist", 10)
+    assert second.stop(learner(1), job.id)  # a Stop pressed on the other server
+    job.join(60)
+    assert job.snapshot().status == "stopped"
+    assert wait_for(lambda: seen.snapshot().status == "stopped", timeout=10)
+    stopped_at = seen.snapshot().batch
+    assert stopped_at >= 10
+    assert second.resume(learner(1), job.id) is seen  # resumed there; trains on that server
+    assert wait_for(lambda: job.snapshot().status == "running", timeout=30)  # and the first server follows
+    seen.join(180)
+    assert seen.snapshot().status == "finished" and seen.snapshot().history.images_seen == 2 * 16_000
+    assert wait_for(lambda: job.snapshot().status == "finished", timeout=10)
+    assert job.snapshot().epoch == 2 and first.active_job(learner(1)) is None
