@@ -334,7 +334,7 @@ class TrainingJob:
         self._latest: BatchEvent | None = None
         self._weights: dict[str, torch.Tensor] | None = None  # in memory only while it trains
         self._weights_version = 0
-        self.cancel_requested = False  # stopped while queued
+        self._cancel = False  # stopped while queued
         self.queued_at = 0.0
         self._status, self._message = "new", ""
         self.history = History()
@@ -396,7 +396,7 @@ class TrainingJob:
         with self._lock:
             if self._status in ACTIVE or self.epoch >= self.config.epochs or self._status in ("finished", "diverged"):
                 return False
-            self.cancel_requested = False
+            self._cancel = False
             self._stop_requested = threading.Event()
             self.queued_at = time.time()
             self._thread = threading.Thread(target=self._run, name=f"simplecnn-{self.owner[:6]}-{self.id}",
@@ -424,12 +424,17 @@ class TrainingJob:
             if self._status not in ("queued", "running"):
                 return False
             if self._status == "queued":
-                self.cancel_requested = True
+                self._cancel = True
             self._status = "stopping"
             self._message = reason
             self._stop_requested.set()
         self.scheduler.wake()
         return True
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Stopped while queued: here, or by a Stop on another web server (its request file)."""
+        return self._cancel or self.run.stop_path.exists()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -599,8 +604,12 @@ class TrainingJob:
 
     def _run(self) -> None:
         if not self.scheduler.acquire(self):
+            try:
+                reason = self.run.stop_path.read_text()[:500]  # a Stop from another web server
+            except OSError:
+                reason = ""
             with self._lock:
-                message = self._message or "Removed from the queue before it started."
+                message = self._message or reason or "Removed from the queue before it started."
             self._set_status("stopped", message)
             return
         try:

@@ -286,3 +286,19 @@ def test_a_run_started_on_one_server_is_seen_stopped_and_resumed_on_another(stor
     assert seen.snapshot().status == "finished" and seen.snapshot().history.images_seen == 2 * 16_000
     assert wait_for(lambda: job.snapshot().status == "finished", timeout=10)
     assert job.snapshot().epoch == 2 and first.active_job(learner(1)) is None
+
+
+def test_a_queued_run_leaves_the_queue_when_another_server_stops_it(store):
+    first = Classroom(store, TrainingScheduler(1), watch_every_s=0)
+    second = Classroom(store, TrainingScheduler(1), watch_every_s=0)
+    holder = hold_slot(first)
+    try:
+        job = first.start_run(learner(1), TrainConfig(epochs=1, subset=500), "mnist", 10)
+        assert job.snapshot().status == "queued"
+        assert second.stop(learner(1), job.id, "Stopped from the other server.")
+        assert wait_for(lambda: job.snapshot().status == "stopped", timeout=10)
+        assert job.snapshot().message == "Stopped from the other server." and first.scheduler.waiting == 0
+        assert job.snapshot().can_resume
+    finally:
+        first.scheduler.release(holder)
+        job.join(30)
