@@ -145,8 +145,40 @@ def test_monte_carlo_mean_converges_to_eval_output(model, ds):
     assert mc.counts == [1, 10, 100, 1000]
     assert mc.mean_abs_error[-1] < mc.mean_abs_error[0] / 10
     assert torch.allclose(mc.average, h, atol=0.15 * float(h.abs().max()))
-    assert mc.mean_abs_error[-1] == pytest.approx(mc.theory[-1], rel=0.3)  # the 1/√K law holds
+    mean_h = float(h.abs().double().mean())
+    for k, measured, exact in zip(mc.counts, mc.mean_abs_error, mc.exact):
+        # exact expected error from torch's own binomial distribution, not from the lesson's code
+        binom = torch.distributions.Binomial(k, torch.tensor(0.55, dtype=torch.float64))
+        s = torch.arange(k + 1, dtype=torch.float64)
+        reference = mean_h * float((binom.log_prob(s).exp() * (s / (k * 0.55) - 1).abs()).sum())
+        assert exact == pytest.approx(reference, rel=1e-9)
+        assert measured == pytest.approx(reference, rel=0.1)
     assert regularization.values_seen_in_training(model.dropout1, 1.0, 0.45) == [0.0, pytest.approx(1 / 0.55, abs=1e-5)]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.35, 0.45])
+def test_monte_carlo_approximation_is_only_asymptotic(p):
+    """The 1/√K line is the normal approximation: off at K = 1 (exact 2p) for SimpleCNN's rates, right for large K."""
+    assert regularization.exact_relative_error(p, 1) == pytest.approx(2 * p, rel=1e-12)
+    approx = lambda k: (2 / np.pi) ** 0.5 * (p / (1 - p)) ** 0.5 / k ** 0.5  # noqa: E731
+    assert abs(regularization.exact_relative_error(p, 1) / approx(1) - 1) > 0.1
+    assert regularization.exact_relative_error(p, 1000) == pytest.approx(approx(1000), rel=0.03)
+    assert regularization.exact_relative_error(0.0, 10) == 0.0
+
+
+def test_two_dropout_conventions_differ_by_one_minus_p(model, ds):
+    h = _h(model, ds)
+    view = regularization.dropout_view(model.dropout1, h, 0.45, 3)
+    conv = regularization.dropout_conventions(view)
+    keep = (view.train_output != 0) | (h == 0)  # where h > 0, a kept unit is non-zero
+    assert torch.allclose(conv.inverted_train, h * keep / 0.55, atol=1e-6)
+    assert torch.allclose(conv.classic_train, h * keep, atol=1e-6)
+    assert torch.equal(conv.inverted_eval, h)
+    assert torch.allclose(conv.classic_eval, 0.55 * h)
+    # each convention's expected training output is its inference output: average many masks
+    masks = (torch.rand(4000, *h.shape[1:], generator=torch.Generator().manual_seed(0)) >= 0.45).float()
+    classic_mean = (h * masks).mean(0)
+    assert torch.allclose(classic_mean, conv.classic_eval[0], atol=0.05 * float(h.max()))
 
 
 # -- batch norm ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 Each page is run twice: with no model at all (the fallback path) and with an injected model standing
 in for the bundled one (so the live-model path runs even where models/simplecnn_mnist.pt is absent).
 """
+import copy
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,35 @@ def test_dropout_page(model):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["module output = h × mask"] == "yes"
     assert float(metrics["scale on kept units"]) == pytest.approx(1 / 0.55, rel=1e-3)
+    if model is not None:
+        _assert_dropout_alone_text(at, model)
     assert "Right" in _check(at, "do", f"0 or {1 / 0.55:.4g}")
     at.slider(key="do_p").set_value(0.8).run()
     assert float({m.label: m.value for m in at.metric}["scale on kept units"]) == pytest.approx(5.0)
+
+
+def _assert_dropout_alone_text(at: AppTest, model: SimpleCNN) -> None:
+    """The page's "dropout alone" range is eval mode with only dropout training (not full train mode),
+    and its exact Monte-Carlo error at K = 1 is 2p·mean|h|: both recomputed here by plain forwards."""
+    from simplecnn.data import load_dataset, to_float
+
+    image = to_float(load_dataset("mnist").test_images[:1])
+    work = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        best = int(work(image).argmax())
+        h = work.max1(work.relu1(work.batch1(work.conv1(image))))
+    probs = []
+    for seed in range(20):
+        for m in (work.dropout1, work.dropout2):
+            m.train()
+            m.__dict__.pop("_rng", None)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            probs.append(float(work(image).softmax(1)[0, best]))
+    text = " ".join(m.value for m in at.markdown)
+    assert f"ranged from **{min(probs):.1%}** to **{max(probs):.1%}**" in text
+    caption = " ".join(c.value for c in at.caption)
+    assert f"exact expected value {2 * 0.45 * float(h.abs().double().mean()):.4g} = 2p·mean|h|" in caption
 
 
 def test_batch_norm_page_does_not_touch_the_live_model(model):

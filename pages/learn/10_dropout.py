@@ -1,7 +1,7 @@
 """Lesson 10: dropout on the real activations that enter SimpleCNN's first dropout layer."""
 import copy
 
-import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -9,7 +9,8 @@ from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.inspection import activations
 from simplecnn.lessons.figures_b import dropout_maps_figure, monte_carlo_figure
-from simplecnn.lessons.regularization import dropout_view, monte_carlo_expectation, values_seen_in_training
+from simplecnn.lessons.regularization import (dropout_conventions, dropout_view, dropout_wobble,
+                                              monte_carlo_expectation, single_image_norm, values_seen_in_training)
 
 
 
@@ -53,25 +54,62 @@ st.caption(f"Channel {channel}: white mask cells keep the unit and multiply it b
            f"`{type(work.dropout1).__name__}`), and the training output is that module's output for h.")
 
 st.markdown("**Monte-Carlo check.** Average the training output over K random masks: the average should "
-            "approach the eval output, with an error that shrinks like 1/√K.")
+            "approach the eval output. The orange line is the exact expected error (a unit survives S of the "
+            "K masks, S binomial); the dashed 1/√K line is the normal approximation, right only for large K.")
 mc = monte_carlo_expectation(work.dropout1, h, p, int(seed))
 st.plotly_chart(monte_carlo_figure(mc), width="stretch")
-st.caption(f"Mean absolute error: {mc.mean_abs_error[0]:.4g} with one mask, {mc.mean_abs_error[-1]:.4g} "
-           f"with {mc.counts[-1]:,} masks (over all {h.numel():,} units).")
+st.caption(f"Mean absolute error: {mc.mean_abs_error[0]:.4g} with one mask (exact expected value "
+           f"{mc.exact[0]:.4g} = 2p·mean|h|; the approximation says {mc.theory[0]:.4g}), "
+           f"{mc.mean_abs_error[-1]:.4g} with {mc.counts[-1]:,} masks (exact {mc.exact[-1]:.4g}, "
+           f"approximation {mc.theory[-1]:.4g}), over all {h.numel():,} units.")
+
+st.markdown("**Two conventions, one expected value.** The guide describes dropout as *scaling at inference*: "
+            "keep units unscaled while training, then multiply everything by 1 − p at inference. PyTorch "
+            "(and SimpleCNN) use *inverted* dropout: scale the kept units by 1/(1 − p) while training and "
+            "leave inference alone. Here is the same mask on the same activations h, both ways:")
+conv = dropout_conventions(view)
+st.dataframe(pd.DataFrame([
+    {"convention": "inverted (torch): scale while training", "training output, mean": float(conv.inverted_train.mean()),
+     "inference output, mean": float(conv.inverted_eval.mean())},
+    {"convention": "classic (guide): scale at inference", "training output, mean": float(conv.classic_train.mean()),
+     "inference output, mean": float(conv.classic_eval.mean())},
+]).style.format({"training output, mean": "{:.4g}", "inference output, mean": "{:.4g}"}), hide_index=True,
+    width="stretch")
+st.caption(f"Means over all {h.numel():,} units of h for this mask. In each row the training mean is close to "
+           f"the inference mean (they are equal in expectation); the two rows differ by the factor "
+           f"1 − p = {1 - p:.2f} everywhere, which the next layer's weights absorb. Both give the same network "
+           "up to that factor; the inverted form makes inference free.")
 
 st.subheader("Where dropout acts in SimpleCNN")
 st.markdown(
     f"`dropout1` (p = {work.dropout1.p:g}) sits after the first pooling layer, on "
     f"{acts['max1'][0].numel():,} values shaped {tuple(acts['max1'].shape[1:])}; `dropout2` "
     f"(p = {work.dropout2.p:g}) sits after the second, on {acts['max2'][0].numel():,} values shaped "
-    f"{tuple(acts['max2'].shape[1:])}. In training mode the whole network's answer wobbles from pass to pass:")
-probs = np.array([activations(work, ds.test_images[int(index)], mode="train", seed=s)["softmax"][0].numpy()
-                  for s in range(20)])  # (20, 10)
-eval_probs = acts["softmax"][0].numpy()
-best = int(eval_probs.argmax())
-st.markdown(f"Over 20 training-mode passes of digit #{int(index)}, the probability of class "
-            f"**{ds.classes[best]}** ranged from **{probs[:, best].min():.1%}** to **{probs[:, best].max():.1%}** "
-            f"(mean {probs[:, best].mean():.1%}); eval mode gives **{eval_probs[best]:.1%}** every time.")
+    f"{tuple(acts['max2'].shape[1:])}. Switch only the two dropout layers to training (batch norm stays on "
+    "its running statistics) and run the same digit 20 times:")
+wobble = dropout_wobble(work, ds.test_images[int(index)], passes=20)
+best = wobble.predicted
+d_probs, t_probs = wobble.dropout_probs[:, best], wobble.train_probs[:, best]
+st.markdown(f"With **dropout alone**, the probability of class **{ds.classes[best]}** ranged from "
+            f"**{d_probs.min():.1%}** to **{d_probs.max():.1%}** (eval mode: **{wobble.eval_probs[best]:.1%}**), "
+            f"and {wobble.flips('dropout')} of 20 passes changed the predicted class.")
+norm = single_image_norm(work, ds.test_images[int(index)])
+if norm is not None:
+    shift = norm.mean_shift()
+    st.markdown(
+        f"`model.train()` does more than switch dropout on: `batch1` and `batch2` then normalise with the "
+        f"statistics of the current batch, and a batch of one image means each channel is centred on this "
+        f"digit's own mean and divided by its own spread. For this digit, conv1's channel means sit on "
+        f"average {float(shift.mean()):.2f} running standard deviations away from the running means "
+        f"(up to {float(shift.max()):.2f}), and dividing by the digit's own spread stretches the channels by "
+        f"{float(norm.scale_ratio().min()):.2f}× to {float(norm.scale_ratio().max()):.2f}× compared with "
+        f"eval mode (batch2 does the same on 8×8 maps). In full train mode the same 20 passes gave "
+        f"**{t_probs.min():.1%}** to **{t_probs.max():.1%}** for class {ds.classes[best]}, with "
+        f"{wobble.flips('train')} of 20 predictions changed. That extra wobble comes from batch norm "
+        "on one image, not from dropout; the trainer never sees it, because it trains on batches of many images.")
+else:
+    st.markdown(f"This model has no batch norm, so full train mode is dropout alone: {t_probs.min():.1%} to "
+                f"{t_probs.max():.1%}.")
 nav.link(nav.INSIDE, "Watch dropout masks in the live network on the Inside page", icon=":material/biotech:")
 
 st.subheader("Predict, then check")

@@ -76,7 +76,10 @@ def monte_carlo_figure(result: MonteCarloResult) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=result.counts, y=result.mean_abs_error, mode="lines+markers", name="measured",
                              line=dict(color=BLUE)))
-    fig.add_trace(go.Scatter(x=result.counts, y=result.theory, mode="lines", name="theory ∝ 1/√K",
+    if result.exact:
+        fig.add_trace(go.Scatter(x=result.counts, y=result.exact, mode="lines", name="exact expected value",
+                                 line=dict(color=ORANGE)))
+    fig.add_trace(go.Scatter(x=result.counts, y=result.theory, mode="lines", name="large-K approximation ∝ 1/√K",
                              line=dict(color=GREY, dash="dash")))
     fig.update_xaxes(type="log", title_text="number of masks averaged, K")
     fig.update_yaxes(type="log", title_text="mean |average − eval output|")

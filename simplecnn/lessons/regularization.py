@@ -88,8 +88,9 @@ class MonteCarloResult:
 
     counts: list[int]  # number of masks averaged
     mean_abs_error: list[float]  # mean |average − eval output| over all units, per count
-    theory: list[float]  # the expected value of that error: √(2/π)·√(p/(1−p))·mean|h| / √count
+    theory: list[float]  # large-K approximation of that error: √(2/π)·√(p/(1−p))·mean|h| / √count
     average: torch.Tensor  # the average over the largest count
+    exact: list[float] = field(default_factory=list)  # its exact expected value (binomial), per count
 
 
 def monte_carlo_expectation(module: nn.Dropout, h: torch.Tensor, p: float, seed: int,
@@ -112,8 +113,28 @@ def monte_carlo_expectation(module: nn.Dropout, h: torch.Tensor, p: float, seed:
         errors.append(float((total / drawn - eval_output.double()).abs().mean()))
     spread = math.sqrt(2 / math.pi) * math.sqrt(p / (1 - p)) * float(h.abs().double().mean()) if p > 0 else 0.0
     counts_sorted = sorted(counts)
+    mean_abs_h = float(h.abs().double().mean())
     return MonteCarloResult(counts_sorted, errors, [spread / math.sqrt(c) for c in counts_sorted],
-                            (total / drawn).float())
+                            (total / drawn).float(), [mean_abs_h * exact_relative_error(p, c) for c in counts_sorted])
+
+
+def exact_relative_error(p: float, k: int) -> float:
+    """E|S/(k(1−p)) − 1| for S ~ Binomial(k, 1−p): the exact expected error of a k-mask average, per unit of |h|.
+
+    Averaging k masks multiplies h by S/(k(1−p)), S being how many masks kept the unit. The normal
+    approximation √(2/π)·√(p/(1−p))/√k is only right for large k (at k = 1 the exact value is 2p).
+    """
+    if p <= 0.0:
+        return 0.0
+    q = 1.0 - p
+    if q <= 0.0:
+        return 1.0
+    total = 0.0
+    for s in range(k + 1):
+        log_pmf = (math.lgamma(k + 1) - math.lgamma(s + 1) - math.lgamma(k - s + 1)
+                   + s * math.log(q) + (k - s) * math.log(p))
+        total += math.exp(log_pmf) * abs(s / (k * q) - 1.0)
+    return total
 
 
 def values_seen_in_training(module: nn.Dropout, value: float, p: float, seed: int = 0,
@@ -121,6 +142,97 @@ def values_seen_in_training(module: nn.Dropout, value: float, p: float, seed: in
     """The distinct outputs the module produces in training mode for an input that is always `value`."""
     out = _run_dropout(seeded_dropout(module, p, seed), torch.full((1, n), float(value)))
     return sorted({round(float(v), 6) for v in out.unique()})
+
+
+@dataclass(frozen=True)
+class Wobble:
+    """Class probabilities of one image over repeated forward passes, in three modes of the same model."""
+
+    eval_probs: np.ndarray  # (C,) eval mode: deterministic
+    dropout_probs: np.ndarray  # (passes, C) only the dropout layers training, batch norm on running statistics
+    train_probs: np.ndarray  # (passes, C) full train mode: batch norm also uses this one image's statistics
+
+    @property
+    def predicted(self) -> int:
+        return int(self.eval_probs.argmax())
+
+    def largest_change(self, which: str) -> float:
+        """max over passes of |p(predicted class) − its eval value| for 'dropout' or 'train'."""
+        probs = self.dropout_probs if which == "dropout" else self.train_probs
+        return float(np.abs(probs[:, self.predicted] - self.eval_probs[self.predicted]).max())
+
+    def flips(self, which: str) -> int:
+        """How many passes changed the predicted class."""
+        probs = self.dropout_probs if which == "dropout" else self.train_probs
+        return int((probs.argmax(1) != self.predicted).sum())
+
+
+def dropout_wobble(model: nn.Module, image: torch.Tensor, passes: int = 20) -> Wobble:
+    """Run one image `passes` times with dropout alone and in full train mode (seeds 0..passes−1).
+
+    Separating the two matters: in full train mode batch norm normalises the single image with its
+    own per-channel mean and variance instead of the running statistics, which changes the
+    prediction far more than dropout does. The model's state is restored by `activations`.
+    """
+    from ..inspection import activations
+
+    image = image.unsqueeze(0) if image.dim() == 2 else image
+    ev = activations(model, image, mode="eval")["softmax"][0].numpy()
+    runs = {mode: np.stack([activations(model, image, mode=mode, seed=s)["softmax"][0].numpy()
+                            for s in range(passes)]) for mode in ("dropout", "train")}
+    return Wobble(ev, runs["dropout"], runs["train"])
+
+
+@dataclass(frozen=True)
+class SingleImageNorm:
+    """batch1 on one image: the statistics train mode would use against the running ones, per channel."""
+
+    own_mean: torch.Tensor  # (C,) mean of this image's conv1 map (24×24 values) per channel
+    own_var: torch.Tensor  # (C,) its biased variance
+    running_mean: torch.Tensor  # (C,) what eval mode uses
+    running_var: torch.Tensor  # (C,)
+
+    def mean_shift(self) -> torch.Tensor:
+        """|own mean − running mean| in running standard deviations, per channel."""
+        return (self.own_mean - self.running_mean).abs() / self.running_var.sqrt()
+
+    def scale_ratio(self) -> torch.Tensor:
+        """√(running var / own var): how much more train mode stretches each channel than eval mode."""
+        return (self.running_var / (self.own_var + 1e-12)).sqrt()
+
+
+def single_image_norm(model: nn.Module, image: torch.Tensor) -> SingleImageNorm | None:
+    """The per-channel statistics batch1 would normalise one image with in train mode (None without BN)."""
+    bn = getattr(model, "batch1", None)
+    if not isinstance(bn, nn.BatchNorm2d):
+        return None
+    x = image.float().reshape(1, 1, *image.shape[-2:])
+    x = x / 255.0 if image.dtype == torch.uint8 else x
+    with torch.no_grad():
+        out = model.conv1(x)  # (1, C, 24, 24)
+    return SingleImageNorm(out.mean(dim=(0, 2, 3)), out.var(dim=(0, 2, 3), unbiased=False),
+                           bn.running_mean.detach().clone(), bn.running_var.detach().clone())
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """The two ways of keeping dropout's expected output right, on the same mask and activations h."""
+
+    inverted_train: torch.Tensor  # h·keep/(1−p): scale while training (torch, SimpleCNN)
+    inverted_eval: torch.Tensor  # h: nothing to do at inference
+    classic_train: torch.Tensor  # h·keep: drop without scaling while training
+    classic_eval: torch.Tensor  # (1−p)·h: scale everything down at inference instead
+
+
+def dropout_conventions(view: DropoutView) -> Conventions:
+    """Both conventions for the mask in `view`: they differ only by the constant factor 1−p everywhere.
+
+    The classic network's next layer sees activations (1−p) times smaller in both modes, which its
+    weights absorb; the inverted form keeps inference untouched, which is why frameworks use it.
+    """
+    keep = view.keep.float()
+    h = view.activations
+    return Conventions(view.train_output, view.eval_output, h * keep, (1.0 - view.p) * h)
 
 
 # -- batch normalisation ---------------------------------------------------------------------------

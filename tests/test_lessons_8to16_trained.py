@@ -1,0 +1,70 @@
+"""Claims the lessons 8-16 make about a *trained* SimpleCNN, measured on the bundled model.
+
+The page tests run on untrained stand-ins, so nothing there checks what a trained network does; these
+tests load models/simplecnn_mnist.pt (skipped where it is absent) and measure each claim.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from simplecnn.checkpoints import load_checkpoint
+from simplecnn.data import to_float
+from simplecnn.lessons import regularization
+from simplecnn.model import FastDropout
+
+
+@pytest.fixture(scope="module")
+def trained(bundled_path):
+    return load_checkpoint(bundled_path)[0].eval()
+
+
+def _forward_dropout_only(model, image, seed):
+    """Eval mode with only the dropout layers training, written out without simplecnn.inspection."""
+    work = copy.deepcopy(model).eval()
+    for m in work.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.train()
+            m.__dict__.pop("_rng", None)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return work(to_float(image.reshape(1, 28, 28))).softmax(1)[0]
+
+
+def test_dropout_alone_barely_moves_a_trained_prediction_full_train_mode_does(trained, mnist):
+    """Lesson 10: the wobble of a trained model is batch norm on one image, not dropout."""
+    n, passes = 30, 8
+    with torch.no_grad():
+        ev = trained(to_float(mnist.test_images[:n])).softmax(1)
+    pred = ev.argmax(1)
+    dropout_change, train_change, dropout_flips, train_flips = [], [], 0, 0
+    for i in range(n):
+        w = regularization.dropout_wobble(trained, mnist.test_images[i], passes=passes)
+        assert np.allclose(w.eval_probs, ev[i].numpy(), atol=1e-5)
+        dropout_change.append(np.abs(w.dropout_probs[:, pred[i]] - float(ev[i, pred[i]])).mean())
+        train_change.append(np.abs(w.train_probs[:, pred[i]] - float(ev[i, pred[i]])).mean())
+        dropout_flips += w.flips("dropout")
+        train_flips += w.flips("train")
+        # the "dropout alone" passes are exactly eval mode with dropout training (independent forward)
+        ref = _forward_dropout_only(trained, mnist.test_images[i], seed=3)
+        assert np.allclose(w.dropout_probs[3], ref.numpy(), atol=1e-5)
+    # measured: mean |Δp| ≈ 0.007 with dropout alone, ≈ 0.2 in full train mode; flips 0.6 % vs ≈ 20 %
+    assert np.mean(dropout_change) < 0.03
+    assert np.mean(train_change) > 5 * np.mean(dropout_change)
+    assert dropout_flips <= 0.03 * n * passes < train_flips
+
+
+def test_single_image_batch_norm_uses_the_images_own_statistics(trained, mnist):
+    """Lesson 10: train-mode batch1 on one image equals normalising with that image's own channel stats."""
+    image = mnist.test_images[0]
+    norm = regularization.single_image_norm(trained, image)
+    bn = copy.deepcopy(trained.batch1).train()
+    with torch.no_grad():
+        x = trained.conv1(to_float(image.reshape(1, 28, 28)))
+        by_module = bn(x)
+    by_hand = (x - norm.own_mean.view(1, -1, 1, 1)) / torch.sqrt(norm.own_var.view(1, -1, 1, 1) + bn.eps)
+    by_hand = by_hand * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    assert torch.allclose(by_module, by_hand.detach(), atol=1e-4)
+    assert torch.equal(norm.running_mean, trained.batch1.running_mean)
+    assert float(norm.scale_ratio().max()) > 1.2  # some channels are stretched well beyond eval mode
