@@ -66,6 +66,21 @@ def test_adam_first_step_is_about_lr_whatever_the_scale():
     assert all(s == pytest.approx(0.05, rel=1e-5) for s in sizes.values())
 
 
+@pytest.mark.parametrize("beta1,beta2,k", [(0.9, 0.999, 1.0), (0.5, 0.99, 100.0), (0.0, 0.9, 0.01)])
+def test_adam_without_bias_correction_first_step_closed_form(beta1, beta2, k):
+    """Step 1 without the correction is α·(1 − β₁)/√(1 − β₂) (|g| ≫ ε): m = (1 − β₁)g, v = (1 − β₂)g²."""
+    settings = adam_table.AdamSettings(lr=0.2, beta1=beta1, beta2=beta2, eps=1e-12)
+    closed_form = 0.2 * (1 - beta1) / (1 - beta2) ** 0.5
+    cmp = adam_table.compare_bias_correction(adam_table.Bowl(k, 3.0), 0.0, settings, 6)
+    assert cmp.without_correction[0] == pytest.approx(closed_form, rel=1e-9)
+    assert cmp.with_correction[0] == pytest.approx(0.2, rel=1e-9)
+    assert adam_table.uncorrected_first_step_ratio(settings) == pytest.approx(closed_form / 0.2)
+    options = adam_table.bias_correction_options(settings)
+    assert len({t for t, _ in options}) == len(options) >= 2
+    assert adam_table.closest_option(options, closed_form / 0.2) == f"about {closed_form / 0.2:.3g}·α" \
+        or closed_form == pytest.approx(0.2)
+
+
 def test_adam_first_step_on_real_model_matches_torch(model, ds):
     before = copy.deepcopy(model.state_dict())
     settings = adam_table.AdamSettings(lr=1e-3)
@@ -74,6 +89,8 @@ def test_adam_first_step_on_real_model_matches_torch(model, ds):
     for s in steps:
         assert s.update_by_hand == pytest.approx(s.update_by_torch, abs=2e-7)
         assert abs(s.update_by_torch) == pytest.approx(1e-3, rel=0.05)  # first step ~ α when |g| >> ε
+        if abs(s.grad) > 1e-4:  # uncorrected: α·(1 − β₁)/√(1 − β₂)·sign(g) ≈ 3.16·α
+            assert s.update_uncorrected == pytest.approx(np.sign(s.grad) * 1e-3 * 0.1 / 0.001 ** 0.5, rel=0.01)
     for name, t in model.state_dict().items():  # the model passed in is untouched
         assert torch.equal(t, before[name]), name
 

@@ -62,8 +62,27 @@ def test_adam_page(model):
     if model is None:
         assert any("missing" in i.value for i in at.info)
     assert "Right" in _check(at, "adam", "about the same size")
+    _assert_bias_correction_question(at)
     at.select_slider(key="adam_eps").set_value(1.0).run()  # a huge ε breaks the scale invariance
     assert not at.exception and any("**yes**" in s.value for s in at.success)
+
+
+def _columns(at: AppTest) -> set[str]:
+    return {c for df in at.dataframe for c in df.value.columns}
+
+
+def _assert_bias_correction_question(at: AppTest) -> None:
+    """Step 1 without bias correction at β₁ = 0.9, β₂ = 0.999 is (1 − β₁)/√(1 − β₂) = 3.16·α (closed form)."""
+    assert "step without bias correction" not in _columns(at)  # the answer is hidden before Check
+    right = f"about {0.1 / 0.001 ** 0.5:.3g}·α"
+    radio = at.radio(key="adam_bc_guess")
+    assert radio.value is None and right in radio.options
+    radio.set_value("about α, the same as with correction").run()
+    at.button(key="adam_bc_check").click().run()
+    assert "Not quite: without the correction" in _messages(at) and f"**{right}**" in _messages(at)
+    at.radio(key="adam_bc_guess").set_value(right).run()
+    assert "Right: without the correction" in _messages(at) and "Not quite" not in _messages(at)
+    assert "step without bias correction" in _columns(at)
 
 
 def test_backprop_page(model):

@@ -8,8 +8,10 @@ import torch
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
-from simplecnn.lessons.adam_table import (AdamSettings, Bowl, adam_by_hand, check_against_torch,
-                                          first_step_on_model, first_step_sizes, torch_adam_thetas)
+from simplecnn.lessons.adam_table import (AdamSettings, Bowl, adam_by_hand, bias_correction_options,
+                                          check_against_torch, closest_option, compare_bias_correction,
+                                          first_step_on_model, first_step_sizes, torch_adam_thetas,
+                                          uncorrected_first_step_ratio)
 from simplecnn.lessons.figures_b import adam_path_figure
 from simplecnn.training import TrainConfig
 
@@ -66,6 +68,37 @@ st.plotly_chart(adam_path_figure(bowl, rows), width="stretch")
 st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "
            "so the step is α·g/(|g| + ε), about α in the direction of −g.")
 
+st.subheader("Why the bias correction? Predict, then check")
+st.markdown("m and v start at 0, so after one step they are only (1 − β₁)·g and (1 − β₂)·g². The table above "
+            "divides them by 1 − βᵗ. Predict what happens if you leave that out.")
+bc_options = bias_correction_options(settings)
+bc_guess = st.radio(f"Turn the bias correction off, keep β₁ = {beta1:g}, β₂ = {beta2:g} and the bowl above. "
+                    "How long is Adam's **first** step?", [t for t, _ in bc_options], index=None, key="adam_bc_guess")
+if st.button("Check by running it", key="adam_bc_check"):
+    st.session_state["adam_bc_checked"] = True
+bc_revealed = bool(st.session_state.get("adam_bc_checked")) and bc_guess is not None
+if st.session_state.get("adam_bc_checked"):
+    if bc_guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        bc_steps = min(steps, 10)
+        comparison = compare_bias_correction(bowl, theta0, settings, bc_steps)
+        ratio = comparison.without_correction[0] / lr
+        bc_truth = closest_option(bc_options, ratio)
+        (st.success if bc_guess == bc_truth else st.error)(
+            f"{'Right' if bc_guess == bc_truth else 'Not quite'}: without the correction step 1 moved θ by "
+            f"{comparison.without_correction[0]:.4g} = {ratio:.4g}·α, so the answer is **{bc_truth}**. "
+            f"m/√v = (1 − β₁)g/(√(1 − β₂)·|g|) = {uncorrected_first_step_ratio(settings):.4g}·sign(g): the "
+            "too-small v shrinks the denominator more than the too-small m shrinks the numerator.")
+        st.dataframe(pd.DataFrame({"t": list(range(1, bc_steps + 1)),
+                                   "|step| with correction": comparison.with_correction,
+                                   "|step| without correction": comparison.without_correction})
+                     .style.format({"|step| with correction": "{:.4g}", "|step| without correction": "{:.4g}"}),
+                     hide_index=True, width="stretch")
+        st.caption(f"The same bowl and settings, by hand, both ways. After {bc_steps} steps θ is "
+                   f"{comparison.final_with:.4g} with the correction and {comparison.final_without:.4g} without "
+                   f"(minimum at {bowl.c:g}). As t grows, 1 − βᵗ tends to 1 and the two rules agree.")
+
 st.subheader("Where Adam acts in SimpleCNN")
 model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float()
@@ -81,10 +114,12 @@ st.markdown(f"Here is **Adam's first step on the real `fc2.bias`** (10 numbers),
             f"training images with α = {lr:g} and your β₁, β₂, ε:")
 images = to_float(ds.train_images[:64])
 real = first_step_on_model(work, images, ds.train_labels[:64], settings, "fc2.bias")
-st.dataframe(pd.DataFrame([{"class": ds.classes[s.index], "gradient g₁": s.grad, "m₁": s.m, "v₁": s.v,
-                            "step by hand": s.update_by_hand, "step by torch": s.update_by_torch}
-                           for s in real]).style.format("{:.3g}", subset=["gradient g₁", "m₁", "v₁",
-                                                                             "step by hand", "step by torch"]),
+real_table = pd.DataFrame([{"class": ds.classes[s.index], "gradient g₁": s.grad, "m₁": s.m, "v₁": s.v,
+                            "step by hand": s.update_by_hand, "step by torch": s.update_by_torch,
+                            "step without bias correction": s.update_uncorrected} for s in real])
+if not bc_revealed:  # that column answers the question above: shown once it is checked
+    real_table = real_table.drop(columns=["step without bias correction"])
+st.dataframe(real_table.style.format("{:.3g}", subset=[c for c in real_table.columns if c != "class"]),
              hide_index=True, width="stretch")
 grads = [abs(s.grad) for s in real if s.grad != 0]
 if grads:

@@ -60,8 +60,12 @@ def _gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor], theta: float) -> 
 
 
 def adam_by_hand(loss_fn: Callable[[torch.Tensor], torch.Tensor], theta0: float,
-                 settings: AdamSettings, steps: int = 10) -> list[AdamStep]:
-    """Adam's formulas written out in plain float64 arithmetic, one AdamStep per step."""
+                 settings: AdamSettings, steps: int = 10, bias_correction: bool = True) -> list[AdamStep]:
+    """Adam's formulas written out in plain float64 arithmetic, one AdamStep per step.
+
+    bias_correction=False skips the division by 1 − βᵗ (m̂ = m, v̂ = v), to show what it is for;
+    torch.optim.Adam always corrects, so only the corrected run has a torch reference.
+    """
     a, b1, b2, eps = settings.lr, settings.beta1, settings.beta2, settings.eps
     theta, m, v = float(theta0), 0.0, 0.0
     rows = []
@@ -69,8 +73,8 @@ def adam_by_hand(loss_fn: Callable[[torch.Tensor], torch.Tensor], theta0: float,
         g = _gradient(loss_fn, theta)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
+        m_hat = m / (1 - b1 ** t) if bias_correction else m
+        v_hat = v / (1 - b2 ** t) if bias_correction else v
         update = a * m_hat / (v_hat ** 0.5 + eps)
         new_theta = theta - update
         loss_next = float(loss_fn(torch.tensor(new_theta, dtype=torch.float64)))
@@ -120,6 +124,7 @@ class ParameterStep:
     v: float
     update_by_hand: float  # θ₀ − θ₁ from the formulas
     update_by_torch: float  # θ₀ − θ₁ that torch.optim.Adam applied
+    update_uncorrected: float = 0.0  # θ₀ − θ₁ by hand if m and v were not bias-corrected
 
 
 def first_step_on_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -148,5 +153,57 @@ def first_step_on_model(model: nn.Module, images: torch.Tensor, labels: torch.Te
     m = (1 - b1) * g
     v = (1 - b2) * g * g
     by_hand = settings.lr * (m / (1 - b1)) / ((v / (1 - b2)).sqrt() + settings.eps)
+    uncorrected = settings.lr * m / (v.sqrt() + settings.eps)
     return [ParameterStep(i, float(g[i]), float(m[i]), float(v[i]), float(by_hand[i]),
-                          float(before[i] - after[i])) for i in range(len(g))]
+                          float(before[i] - after[i]), float(uncorrected[i])) for i in range(len(g))]
+
+
+def uncorrected_first_step_ratio(settings: AdamSettings) -> float:
+    """First step without bias correction, in units of α, when |g| ≫ ε: (1 − β₁)/√(1 − β₂).
+
+    At t = 1, m = (1 − β₁)g and v = (1 − β₂)g², so m/√v = (1 − β₁)/√(1 − β₂)·sign(g): with torch's
+    defaults the step is about 3.16 α instead of α, and the first steps overshoot.
+    """
+    return (1 - settings.beta1) / (1 - settings.beta2) ** 0.5
+
+
+@dataclass(frozen=True)
+class CorrectionComparison:
+    """|step| at each t of the same Adam run with and without bias correction."""
+
+    with_correction: list[float]
+    without_correction: list[float]
+    final_with: float  # θ after the last step
+    final_without: float
+
+
+def compare_bias_correction(loss_fn: Callable[[torch.Tensor], torch.Tensor], theta0: float,
+                            settings: AdamSettings, steps: int) -> CorrectionComparison:
+    """Run Adam by hand twice, correcting and not, to show what the correction changes step by step."""
+    on = adam_by_hand(loss_fn, theta0, settings, steps, bias_correction=True)
+    off = adam_by_hand(loss_fn, theta0, settings, steps, bias_correction=False)
+    return CorrectionComparison([abs(r.update) for r in on], [abs(r.update) for r in off],
+                                on[-1].theta_next, off[-1].theta_next)
+
+
+def bias_correction_options(settings: AdamSettings) -> list[tuple[str, float]]:
+    """Answer choices for "how long is step 1 without bias correction?": (text, ratio to α), distinct.
+
+    The candidates are the true ratio and the ratios a learner gets by forgetting one of the two
+    averages: 1 (corrected), 1 − β₁ (only m too small), 1/√(1 − β₂) (only v too small).
+    """
+    b1, b2 = settings.beta1, settings.beta2
+    ratios = [1.0, uncorrected_first_step_ratio(settings), 1 - b1, 1 / (1 - b2) ** 0.5]
+    options: list[tuple[str, float]] = []
+    for r in ratios:
+        text = "about α, the same as with correction" if r == 1.0 else f"about {r:.3g}·α"
+        if all(text != t for t, _ in options):
+            options.append((text, r))
+    return options
+
+
+def closest_option(options: list[tuple[str, float]], ratio: float) -> str:
+    """The option whose ratio is nearest to the measured one on a log scale."""
+    import math
+
+    return min(options, key=lambda o: abs(math.log(max(o[1], 1e-300)) - math.log(max(ratio, 1e-300))))[0]
