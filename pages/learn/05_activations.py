@@ -18,8 +18,11 @@ st.title("5 · Activation functions and softmax")
 st.markdown(
     "Convolutions and fully-connected layers only multiply and add, and a stack of such steps is still "
     "one big multiply-and-add: it could only draw straight boundaries. An **activation function**, applied "
-    "to every number a layer outputs, bends that line. With it, even two layers can approximate any "
-    "smooth function.\n\n"
+    "to every number a layer outputs, bends that line. With it, two layers are already enough *in principle* (the universal approximation "
+    "theorem): one hidden layer with a non-polynomial activation such as ReLU, sigmoid or tanh can come as close "
+    "as you like to any continuous function on a bounded range of inputs, **provided it has enough hidden "
+    "neurons**. The theorem does not say how many that is (it can be enormous), nor that training will find "
+    "those weights; in practice deeper networks need far fewer neurons.\n\n"
     "Training needs each activation's **derivative** too: backpropagation multiplies by it at every "
     "layer. Where the derivative is close to zero (the flat tails of sigmoid and tanh, the negative side "
     "of ReLU) the learning signal fades. The derivative curves below come from PyTorch's autograd, the "

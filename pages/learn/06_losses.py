@@ -62,7 +62,6 @@ scores = np.array([cols[i].slider(f"score s{i}", -5.0, 5.0, float(start_scores[i
 true_class = cols[-1].selectbox("True class y", range(classes), index=1, format_func=lambda k: f"class {k}",
                                 key="t06_true")
 probs = al.softmax_with_temperature(scores)
-margins = np.maximum(0.0, scores - scores[true_class] + 1.0)
 c1, c2 = st.columns([3, 2])
 with c1:
     rows = []
@@ -70,10 +69,7 @@ with c1:
         value, grad = al.loss_and_gradient(name, scores[None], [true_class])
         rows.append({"loss": name, "value": value, "gradient dL/ds (autograd)": vector(grad)})
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    terms = pd.DataFrame({"class j": range(classes), "s_j - s_y + 1": scores - scores[true_class] + 1.0,
-                          "hinge term max(0, ·)": [m if j != true_class else np.nan for j, m in enumerate(margins)],
-                          "softmax probability": probs})
-    st.dataframe(terms.style.format(precision=4, na_rep="— (j = y)"), hide_index=True)
+    st.dataframe(pd.DataFrame(al.hinge_terms(scores, true_class)), hide_index=True)
     torch_hinge = float(F.multi_margin_loss(torch.tensor(scores[None]), torch.tensor([true_class])))
     st.caption(f"torch's `F.multi_margin_loss` gives {torch_hinge:.4f}: it divides the same sum by the number of "
                f"classes ({classes}), so {classes} × {torch_hinge:.4f} = {classes * torch_hinge:.4f}. "
@@ -81,24 +77,57 @@ with c1:
 c2.plotly_chart(fig.probability_bars([f"class {k}" for k in range(classes)], probs, highlight=true_class,
                                      title="softmax(s)"), key="t06_probs")
 
-# -- why cross-entropy -------------------------------------------------------------------------------
-st.header("Why cross-entropy punishes confident mistakes")
-curve_classes = 10  # as many as SimpleCNN has digits
-curve = al.true_class_probability_curves(np.linspace(0.002, 1.0, 500), num_classes=curve_classes)
-p_now = float(probs[true_class])
-marker = al.true_class_probability_curves([p_now], num_classes=curve_classes)
+# -- cross-entropy in two halves -------------------------------------------------------------------
+st.header("Cross-entropy = log-softmax, then NLL")
+halves = al.log_softmax_then_nll(scores, true_class)
 st.markdown(
-    f"Take {curve_classes} classes, give the true class probability $p$ and spread the rest evenly. Cross-entropy is "
-    "$-\\log p$: as $p \\to 0$ it grows without limit, and so does its slope $-1/p$. A model that is "
-    "confidently wrong gets a huge loss and a strong push. MSE on the same probabilities can never exceed "
-    "a small bound and its slope stays small, so a confident mistake barely moves it.")
+    "PyTorch splits cross-entropy in two. `F.log_softmax` turns the scores into log-probabilities, "
+    "$z_j - \\log\\sum_k e^{z_k}$ (subtracting one number from every score), and `F.nll_loss` "
+    "(negative log-likelihood) just picks the true class's entry and flips its sign. "
+    "`F.cross_entropy` is the two in one call, which is why SimpleCNN outputs raw logits and has no softmax layer.")
+st.latex(rf"\log\textstyle\sum_k e^{{s_k}} = {halves['logsumexp']:.4f} \qquad "
+         rf"\mathrm{{NLL}} = -\log\mathrm{{softmax}}(s)_{{{true_class}}} = "
+         rf"-({halves['log_softmax'][true_class]:.4f}) = {halves['nll']:.4f}")
+torch_log_probs = F.log_softmax(torch.tensor(scores), dim=0)
+torch_nll = float(F.nll_loss(torch_log_probs[None], torch.tensor([true_class])))
+st.dataframe(pd.DataFrame({"class j": range(classes), "score s_j": scores, "s_j − logsumexp (by hand)": halves["log_softmax"],
+                           "F.log_softmax": torch_log_probs.numpy()}).style.format(precision=4), hide_index=True)
+st.caption(f"`F.nll_loss(F.log_softmax(s))` = {torch_nll:.4f}, `F.cross_entropy(s)` = "
+           f"{float(F.cross_entropy(torch.tensor(scores[None]), torch.tensor([true_class]))):.4f}, by hand {halves['nll']:.4f}.")
+
+# -- why cross-entropy -------------------------------------------------------------------------------
+st.header("Why cross-entropy, and not MSE, for classes")
+curve_classes = 10  # as many as SimpleCNN has digits
+grid = np.geomspace(1e-4, 0.999, 400)
+curve = al.logit_gradient_curves(grid, num_classes=curve_classes)
+p_now = float(np.clip(probs[true_class], grid[0], grid[-1]))
+marker = al.logit_gradient_curves([p_now], num_classes=curve_classes)
+low = al.logit_gradient_curves([0.001], num_classes=curve_classes)
+st.markdown(
+    f"Take {curve_classes} classes, give the true class probability $p$ and spread the rest evenly. "
+    "Cross-entropy's loss $-\\log p$ grows without limit as $p \\to 0$, but training does not follow the "
+    "loss's slope in $p$: it follows the gradient with respect to the **logits** $z$, the numbers the network "
+    "actually outputs. For cross-entropy that gradient is $\\partial L / \\partial z = p - \\text{onehot}$, "
+    "so on the true class it is $p - 1$: never larger than 1 in size, and close to its full size "
+    "whenever the model is wrong.\n\n"
+    "MSE on the softmax outputs has to pass through softmax's own slope, which vanishes when the true class's "
+    "probability is tiny. So the more confidently wrong the model is, the *weaker* MSE pushes: at "
+    f"$p = 0.001$ the true logit's gradient is **{low['ce_grad'][0]:+.4f}** with cross-entropy and "
+    f"**{low['mse_grad'][0]:+.6f}** with MSE. That, not the size of the loss, is why classifiers train "
+    "with cross-entropy.")
+st.latex(r"\frac{\partial\,\mathrm{CE}}{\partial z_y} = p - 1 \qquad "
+         r"\frac{\partial\,\mathrm{MSE}}{\partial z_y} = \frac{2}{C}\sum_j (q_j - t_j)\, q_j\,(\delta_{jy} - p)"
+         r"\;\xrightarrow{\;p \to 0\;}\; 0")
 v1, v2 = st.columns(2)
 v1.plotly_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce"], "MSE": curve["mse"]}, "Loss",
-                           x_title="p (probability of the true class)", y_range=(0, 6.5),
+                           x_title="p (probability of the true class)", y_range=(0, 6.5), log_x=True,
                            markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce"][0]))}), key="t06_curve")
-v2.plotly_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce_slope"], "MSE": curve["mse_slope"]},
-                           "Slope dL/dp (autograd)", x_title="p (probability of the true class)",
-                           y_range=(-25, 1)), key="t06_slope")
+v2.plotly_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce_grad"], "MSE": curve["mse_grad"]},
+                           "Gradient on the true logit, dL/dz_y (autograd)", x_title="p (probability of the true class)",
+                           y_range=(-1.05, 0.05), log_x=True,
+                           markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce_grad"][0]))}), key="t06_slope")
+st.caption("Logarithmic p axis. Cross-entropy's push on the true logit stays near −1 for every wrong answer; MSE's "
+           "is small everywhere and fades to 0 exactly where the model is most wrong.")
 
 # -- the live model ------------------------------------------------------------------------------------
 st.header("Where this happens in SimpleCNN")
@@ -114,19 +143,19 @@ else:
     count = st.slider("Test images to score", 100, 2000, 500, 100, key="t06_count")
     logits = predict_logits(model, ds.test_images[:count])  # (count, 10)
     labels = ds.test_labels[:count]
-    per_image = al.cross_entropy(logits.double(), labels, reduction="none")  # (count,)
-    p_true = torch.softmax(logits.double(), 1).gather(1, labels[:, None])[:, 0]
-    worst = torch.argsort(per_image, descending=True)[:8]
+    worst = al.largest_losses(logits, labels, 8)
     st.markdown(f"SimpleCNN trains with cross-entropy on its logits. On the first {count} test images "
-                f"{model_label} has a mean loss of **{float(per_image.mean()):.4f}** "
-                f"(`F.cross_entropy`: {float(F.cross_entropy(logits, labels)):.4f}). Confident mistakes weigh "
-                "heavily in that mean; these are the images with the largest loss:")
-    st.dataframe(pd.DataFrame({"test image": worst.numpy(), "label": [ds.classes[int(labels[i])] for i in worst],
-                               "predicted": [ds.classes[int(logits[i].argmax())] for i in worst],
-                               "p(true class)": p_true[worst].numpy(), "loss": per_image[worst].numpy()}),
+                f"{model_label} has a mean loss of **{worst['mean_loss']:.4f}** "
+                f"(`F.cross_entropy`: {float(F.cross_entropy(logits, labels)):.4f}) and makes "
+                f"**{worst['mistakes_in_set']}** mistakes. These are the {len(worst['index'])} images with the "
+                f"largest loss: {al.describe_largest_losses(worst)}")
+    st.dataframe(pd.DataFrame({"test image": worst["index"], "label": [ds.classes[int(k)] for k in worst["label"]],
+                               "predicted": [ds.classes[int(k)] for k in worst["predicted"]],
+                               "p(true class)": worst["p_true"], "loss": worst["loss"]}),
                  hide_index=True)
-    share = float(per_image[worst].sum() / per_image.sum())
-    st.caption(f"These {len(worst)} images ({len(worst) / count:.1%} of the set) carry {share:.0%} of the total loss.")
+    st.caption(f"These {len(worst['index'])} images ({len(worst['index']) / count:.1%} of the set) carry "
+               f"{worst['share']:.0%} of the total loss. Score more images to meet real mistakes: each one costs "
+               "−ln p(true class), and a mistake has p(true class) ≤ 0.5, so it costs at least ln 2 ≈ 0.69.")
 nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------

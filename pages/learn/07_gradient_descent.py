@@ -17,8 +17,9 @@ LEARNING_RATES = [float(f"{v:.2g}") for v in np.logspace(-4, 0, 25)]  # 1e-4 ...
 
 @st.cache_data(show_spinner="Running the optimizers…", max_entries=64)
 def run_all(surface: str, start: tuple[float, float], lr: float, beta1: float, beta2: float, steps: int,
-            noise: float, seed: int, adaptive_lr: float | None) -> dict[str, np.ndarray]:
-    return op.all_paths(surface, start, lr, beta1, beta2, steps, noise, seed, adaptive_lr=adaptive_lr)
+            noise: float, seed: int, adaptive_lr: float | None, momentum: float) -> dict[str, np.ndarray]:
+    return op.all_paths(surface, start, lr, beta1, beta2, steps, noise, seed, adaptive_lr=adaptive_lr,
+                        momentum=momentum)
 
 
 def nearest(options: list[float], value: float) -> float:
@@ -32,13 +33,22 @@ st.markdown(
     "sets the step size. Too small and it crawls, too large and it overshoots or blows up.\n\n"
     "The variants change how a step is made. **SGD** uses the gradient of a single example or small "
     "batch: cheap, but noisy. **Momentum** keeps a running velocity, so steps add up along a consistent "
-    "direction and cancel across a zig-zag. **Adagrad** and **RMSProp** divide each coordinate's step "
-    "by the size of its recent gradients, which evens out steep and flat directions. **Adam** does both.\n\n"
+    "direction and cancel across a zig-zag. **Adagrad** divides each coordinate's step by the root of the "
+    "*sum of all* its past squared gradients: that sum only grows, so its steps only shrink, and with a "
+    "small learning rate it can stop short of the minimum. **RMSProp** divides by a decaying average of "
+    "*recent* squared gradients instead, so its steps do not fade away. Both even out steep and flat "
+    "directions. **Adam** combines a momentum-like average of the gradients with RMSProp's scaling.\n\n"
     "Below, the \"weights\" are just two numbers (x, y) and the loss is a surface you can see. Every "
     "path is produced by the real `torch.optim` optimizer acting on a 2-element tensor.")
-st.latex(r"w^{(t+1)} = w^{(t)} - \eta\,\nabla L(w^{(t)})")
+st.latex(r"\text{SGD: } w_{t+1} = w_t - \eta\, g_t \qquad "
+         r"\text{Momentum (torch): } v_t = \beta\, v_{t-1} + g_t,\;\; w_{t+1} = w_t - \eta\, v_t")
+st.latex(r"\text{Adagrad: } G_t = G_{t-1} + g_t^2,\;\; w_{t+1} = w_t - \frac{\eta\, g_t}{\sqrt{G_t} + \epsilon}"
+         r"\qquad \text{RMSProp: } s_t = \beta_2 s_{t-1} + (1-\beta_2)\, g_t^2,\;\; "
+         r"w_{t+1} = w_t - \frac{\eta\, g_t}{\sqrt{s_t} + \epsilon}")
 st.latex(r"\text{Adam: } m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\;\; v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\;\;"
          r"w_{t+1} = w_t - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}")
+st.caption("g_t is the gradient at step t; all squares and roots act coordinate by coordinate; G, s, v, m start at 0. "
+           "These are the rules torch.optim follows (Adagrad without its lr_decay, RMSProp with alpha = β₂).")
 
 # -- settings -------------------------------------------------------------------------------------------
 surface_name = st.selectbox("Loss surface", list(op.SURFACES), key="t07_surface")
@@ -47,10 +57,11 @@ st.caption(surface.note)
 a1, a2, a3, a4 = st.columns(4)
 lr = a1.select_slider("Learning rate η", LEARNING_RATES, value=nearest(LEARNING_RATES, surface.lr),
                       key=f"t07_lr_{surface_name}")
-beta1 = a2.slider("β₁ (momentum, Adam)", 0.0, 0.99, 0.9, 0.01, key="t07_b1")
+beta1 = a2.slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key="t07_b1")
 beta2 = a3.slider("β₂ (RMSProp, Adam)", 0.5, 0.999, 0.99, 0.001, format="%.3f", key="t07_b2")
 steps = a4.slider("Steps", 10, 500, 150, 10, key="t07_steps")
-b1, b2, b3, b4 = st.columns(4)
+b1, b2, b3, b4, b5 = st.columns(5)
+momentum = b5.slider("β (Momentum)", 0.0, 0.99, 0.9, 0.01, key="t07_mom")
 noise = b1.slider("SGD gradient noise (std)", 0.0, 5.0, 1.0, 0.1, key="t07_noise")
 seed = int(b2.number_input("Noise seed", 0, 10_000, 0, key="t07_seed"))
 start_x = b3.slider("Start x", float(surface.x_range[0]), float(surface.x_range[1]), float(surface.start[0]),
@@ -61,7 +72,13 @@ own_rate = st.checkbox("Give Adagrad, RMSProp and Adam their own learning rate",
 adaptive_lr = (st.select_slider("Learning rate of the adaptive methods", LEARNING_RATES, value=nearest(LEARNING_RATES, 0.05),
                                 key="t07_alr") if own_rate else None)
 
-paths = run_all(surface_name, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr)
+paths = run_all(surface_name, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr, momentum)
+escape = op.leaves_window(surface, paths["Momentum"])
+st.caption(f"Momentum has its own β, separate from Adam's β₁: torch adds whole gradients into its velocity "
+           f"(no 1 − β factor), so along a steady slope its steps grow to η/(1 − β) = {lr:g}/(1 − {momentum:g}) = "
+           f"{lr / (1 - momentum):.3g}, {1 / (1 - momentum):.3g} times plain gradient descent's. "
+           + (f"With these settings its path leaves the drawn window at step {escape}." if escape is not None
+              else "With these settings its path stays inside the drawn window."))
 shown = st.slider("Step through the run", 0, steps, steps, key="t07_step")
 xs, ys, z = op.surface_grid(surface, 150)
 st.plotly_chart(fig.optimizer_contour(xs, ys, z, paths, shown, surface.log_levels, surface.minima),
@@ -79,6 +96,12 @@ left.plotly_chart(fig.curves(np.arange(steps + 1), gaps, "Loss above the minimum
                   key="t07_losses")
 left.caption(f"Logarithmic axis (L_min = {best_possible:g}): a straight downward line means the loss gap shrinks "
              f"by a constant factor per step. Gaps below {floor:g} are drawn at {floor:g}.")
+short = op.short_of_minimum(surface, paths)
+if short:
+    st.markdown(f"After {steps} steps, **not** within 0.01 of the lowest loss: " + ", ".join(
+        f"{name} ({'blew up' if np.isinf(gap) else f'{gap:.3g} above'})" for name, gap in short.items()) + ".")
+else:
+    st.markdown(f"After {steps} steps every method is within 0.01 of the lowest loss.")
 right.dataframe(pd.DataFrame(rows)[["optimizer", f"loss at step {shown}", "final loss", "status"]]
                 .style.format({f"loss at step {shown}": "{:.3g}", "final loss": "{:.3g}"}), hide_index=True)
 
@@ -101,18 +124,23 @@ nav.link(nav.TRAIN, "Train SimpleCNN with another optimizer", icon=":material/mo
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-guess = st.radio(f"With the settings above, which optimizer ends with the lowest loss on the {surface_name.lower()} "
-                 f"after {steps} steps?", list(op.OPTIMIZERS), index=None, horizontal=True, key="t07_guess")
+quiz_b1, quiz_b2 = 0.9, 0.999  # torch's defaults, whatever the sliders say
+factors = {"about 0.1 η": 1 - quiz_b1, "about 1 η": 1.0, "about 3 η": (1 - quiz_b1) / np.sqrt(1 - quiz_b2),
+           "about 10 η": 1 / (1 - quiz_b1)}
+guess = st.radio(f"Adam with β₁ = {quiz_b1}, β₂ = {quiz_b2} starts with m = v = 0. With bias correction its first "
+                 "step moves each coordinate by about η. How far would the first step go **without** the bias "
+                 "correction (dividing by 1 − βᵗ)?", list(factors), index=None, horizontal=True, key="t07_guess")
 if st.button("Check by running it", key="t07_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        fresh = op.all_paths(surface, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr=adaptive_lr)
-        final = {r["optimizer"]: (r["final loss"] if r["status"] == "ok" else np.inf)
-                 for r in op.final_losses(surface, fresh)}
-        best = min(final, key=final.get)
-        ranking = ", ".join(f"{k}: {v:.3g}" for k, v in sorted(final.items(), key=lambda kv: kv[1]))
-        if final[guess] <= final[best]:
-            st.success(f"Right: {guess} ends lowest. Final losses: {ranking}.")
-        else:
-            st.error(f"Not this time: {best} ends lowest. Final losses: {ranking}.")
+        g0 = op.gradient_at(surface, (start_x, start_y))
+        plain = op.adam_first_step(g0, lr, quiz_b1, quiz_b2, bias_correction=False) / lr
+        corrected = op.adam_first_step(g0, lr, quiz_b1, quiz_b2, bias_correction=True) / lr
+        truth = min(factors, key=lambda k: abs(np.log(factors[k]) - np.log(plain[np.argmax(np.abs(g0))])))
+        text = (f"From the start point (gradient {np.round(g0, 3).tolist()}), the first step is "
+                f"{np.round(corrected, 3).tolist()} × η with the correction and {np.round(plain, 3).tolist()} × η "
+                f"without: m = (1 − β₁)g is {1 / (1 - quiz_b1):.0f}× too small, but √v = √(1 − β₂)|g| is "
+                f"{1 / np.sqrt(1 - quiz_b2):.1f}× too small, so the uncorrected step comes out "
+                f"{(1 - quiz_b1) / np.sqrt(1 - quiz_b2):.2f}× too large.")
+        (st.success if guess == truth else st.error)(("Right. " if guess == truth else "Not quite. ") + text)

@@ -121,21 +121,87 @@ def loss_and_gradient(name: str, predictions, targets) -> tuple[float, np.ndarra
     return float(value.detach()), grad.numpy()
 
 
-def true_class_probability_curves(probabilities, num_classes: int = 10) -> dict[str, np.ndarray]:
-    """Cross-entropy and MSE (and their slopes) as the probability p of the true class goes from 0 to 1.
+def logit_gradient_curves(probabilities, num_classes: int = 10) -> dict[str, np.ndarray]:
+    """Cross-entropy and MSE-on-softmax, and their gradients with respect to the true class's logit.
 
-    The remaining 1 - p is spread evenly over the other classes. CE is computed on log-probabilities
-    (softmax(log q) = q), MSE between the probability vector and the one-hot target; the slopes
-    d loss / d p come from autograd.
+    Training moves logits, not probabilities, so dL/dz_y is the push a confidently wrong model gets.
+    The true class gets probability p and the other classes share 1 - p evenly; the logits are
+    log q (softmax(log q) = q). CE's logit gradient is p - 1 (bounded by 1 in size); MSE's passes
+    through softmax's slope p(1 - p), which vanishes as p -> 0. Gradients come from autograd.
     """
-    p = torch.as_tensor(np.asarray(probabilities, dtype=np.float64)).clone().requires_grad_(True)  # (G,)
+    p = torch.as_tensor(np.asarray(probabilities, dtype=np.float64))  # (G,)
     rest = ((1.0 - p) / (num_classes - 1))[:, None].expand(-1, num_classes - 1)  # (G, C-1)
-    probs = torch.cat([p[:, None], rest], dim=1)  # (G, C); class 0 is the true class
+    logits = torch.log(torch.cat([p[:, None], rest], dim=1)).requires_grad_(True)  # (G, C); class 0 is true
     labels = torch.zeros(len(p), dtype=torch.long)
-    ce = cross_entropy(torch.log(probs), labels, reduction="none")  # (G,)
-    one_hot = F.one_hot(labels, num_classes).to(probs.dtype)
-    squared = ((probs - one_hot) ** 2).mean(dim=1)  # (G,) MSE over the C outputs
-    (ce_slope,) = torch.autograd.grad(ce.sum(), p, retain_graph=True)
-    (mse_slope,) = torch.autograd.grad(squared.sum(), p)
-    return {"p": p.detach().numpy(), "ce": ce.detach().numpy(), "mse": squared.detach().numpy(),
-            "ce_slope": ce_slope.numpy(), "mse_slope": mse_slope.numpy()}
+    ce = cross_entropy(logits, labels, reduction="none")  # (G,)
+    one_hot = F.one_hot(labels, num_classes).to(logits.dtype)
+    squared = ((torch.softmax(logits, dim=1) - one_hot) ** 2).mean(dim=1)  # (G,) MSE over the C outputs
+    (ce_grad,) = torch.autograd.grad(ce.sum(), logits, retain_graph=True)
+    (mse_grad,) = torch.autograd.grad(squared.sum(), logits)
+    return {"p": p.numpy(), "ce": ce.detach().numpy(), "mse": squared.detach().numpy(),
+            "ce_grad": ce_grad[:, 0].numpy(), "mse_grad": mse_grad[:, 0].numpy()}
+
+
+def hinge_terms(scores, true_class: int) -> list[dict[str, str]]:
+    """One row per class for the hinge table, every cell already text.
+
+    The true class has no hinge term; a missing number would be shown as "None" by the browser's
+    table, so the row says in words why it is empty.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    probs = softmax_with_temperature(scores)
+    rows = []
+    for j, s in enumerate(scores):
+        margin = s - scores[true_class] + 1.0
+        rows.append({"class j": str(j), "s_j - s_y + 1": f"{margin:+.4f}",
+                     "hinge term max(0, ·)": "— (j = y, not counted)" if j == true_class else f"{max(0.0, margin):.4f}",
+                     "softmax probability": f"{probs[j]:.4f}"})
+    return rows
+
+
+def log_softmax_then_nll(logits, label: int) -> dict[str, np.ndarray | float]:
+    """Cross-entropy taken apart: log-softmax (z - logsumexp z), then NLL (minus the true class's entry).
+
+    torch's F.cross_entropy is exactly F.nll_loss(F.log_softmax(z)); writing the two halves out shows
+    that the loss is one picked number of a vector the network could have output itself.
+    """
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))  # (C,)
+    log_sum_exp = float(torch.logsumexp(z, dim=0))
+    log_probs = z - log_sum_exp  # (C,)
+    return {"logits": z.numpy(), "logsumexp": log_sum_exp, "log_softmax": log_probs.numpy(),
+            "nll": float(-log_probs[int(label)])}
+
+
+def largest_losses(logits: torch.Tensor, labels: torch.Tensor, count: int = 8) -> dict[str, np.ndarray]:
+    """The `count` images with the largest cross-entropy, largest first, with what the model said.
+
+    logits: (N, C), labels: (N,). Returns indices, labels, predictions, p(true class) and losses.
+    """
+    logits = logits.double()
+    losses = cross_entropy(logits, labels, reduction="none")  # (N,)
+    order = torch.argsort(losses, descending=True)[:count]
+    probs = torch.softmax(logits, dim=1)
+    return {"index": order.numpy(), "label": labels[order].numpy(), "predicted": logits[order].argmax(1).numpy(),
+            "p_true": probs[order].gather(1, labels[order, None])[:, 0].numpy(), "loss": losses[order].numpy(),
+            "share": float(losses[order].sum() / losses.sum()), "mean_loss": float(losses.mean()),
+            "mistakes_in_set": int((logits.argmax(1) != labels).sum())}
+
+
+def describe_largest_losses(worst: dict[str, np.ndarray]) -> str:
+    """A sentence about the listed images that is true for exactly those images.
+
+    A well-trained model may make no mistake at all in a small sample; then its largest losses are
+    correct but unsure answers, and saying "confident mistakes" would be false.
+    """
+    wrong = worst["predicted"] != worst["label"]
+    shown, n_wrong = len(wrong), int(wrong.sum())
+    parts = []
+    if n_wrong:
+        pw = worst["p_true"][wrong]
+        parts.append(f"{n_wrong} of these {shown} are mistakes (the predicted digit is not the label), with "
+                     f"p(true class) between {pw.min():.3f} and {pw.max():.3f}")
+    if n_wrong < shown:
+        pr = worst["p_true"][~wrong]
+        parts.append(f"{shown - n_wrong} {'is' if shown - n_wrong == 1 else 'are'} classified correctly but "
+                     f"without confidence (p(true class) between {pr.min():.3f} and {pr.max():.3f})")
+    return "; ".join(parts) + "."

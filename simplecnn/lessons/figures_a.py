@@ -112,8 +112,10 @@ def filter_bank(filters: np.ndarray, columns: int = 8, highlight: int | None = N
 def curves(x: np.ndarray, lines: dict[str, np.ndarray], title: str = "", x_title: str = "x",
            y_title: str = "", height: int = 360, y_range: Sequence[float] | None = None,
            markers: dict[str, tuple[float, float]] | None = None, log_y: bool = False,
-           colours: dict[str, str] | None = None) -> go.Figure:
-    """Line plot of several named curves over the same x; optional labelled points and fixed colours."""
+           colours: dict[str, str] | None = None, log_x: bool = False) -> go.Figure:
+    """Line plot of several named curves over the same x; optional labelled points and fixed colours.
+
+    log_x spreads out small x (e.g. probabilities near 0, where a confident mistake lives)."""
     fig = go.Figure()
     for name, y in lines.items():
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name,
@@ -128,6 +130,8 @@ def curves(x: np.ndarray, lines: dict[str, np.ndarray], title: str = "", x_title
         fig.update_yaxes(range=list(y_range))
     if log_y:
         fig.update_yaxes(type="log", exponentformat="power")
+    if log_x:
+        fig.update_xaxes(type="log", exponentformat="power")
     return fig
 
 

@@ -1,0 +1,164 @@
+"""Lessons 1-7 run under AppTest: what the pages show is checked against torch, closed forms and the
+bundled trained model, and each predict-then-check question marks a right choice right and a wrong one wrong."""
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from streamlit.testing.v1 import AppTest
+
+import dashboard.state as dashboard_state
+from simplecnn.checkpoints import load_checkpoint
+from simplecnn.evaluation import predict_logits
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def bundled_model(monkeypatch, bundled_path):
+    """The real trained model behind the pages (not the untrained one the other page tests use)."""
+    monkeypatch.setattr(dashboard_state, "BUNDLED_MODEL_PATH", bundled_path)
+    dashboard_state._bundled_model_and_meta.clear()
+    yield load_checkpoint(bundled_path)[0].eval()
+    dashboard_state._bundled_model_and_meta.clear()
+
+
+@pytest.fixture()
+def no_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(dashboard_state, "BUNDLED_MODEL_PATH", tmp_path / "missing.pt")
+    dashboard_state._bundled_model_and_meta.clear()
+    yield
+    dashboard_state._bundled_model_and_meta.clear()
+
+
+def _run(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "learn" / page), default_timeout=90)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "latex", "caption") for e in getattr(at, kind))
+
+
+def _array(values) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly 6's {"dtype", "bdata"} base64 form."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).astype(np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _traces(at, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    data = json.loads(chart.proto.spec)["data"]
+    return {t["name"]: (_array(t["x"]), _array(t["y"])) for t in data if t.get("name") and t.get("mode") == "lines"}
+
+
+def _answer(at, prefix: str, choice) -> str:
+    """Pick a choice, press Check, return ("right" | "wrong", message)."""
+    at.radio(key=f"{prefix}_guess").set_value(choice).run()
+    at.button(key=f"{prefix}_check").click().run()
+    assert not at.exception, at.exception
+    if at.success:
+        return "right", at.success[-1].value
+    assert at.error, "checking an answer says right or wrong"
+    return "wrong", at.error[-1].value
+
+
+# -- lesson 5 -----------------------------------------------------------------------------------------
+def test_universal_approximation_is_stated_with_its_conditions(no_model):
+    text = _texts(_run("05_activations.py"))
+    assert "approximate any smooth function" not in text
+    for condition in ("continuous", "bounded", "enough hidden", "non-polynomial"):
+        assert condition in text
+
+
+# -- lesson 6 -----------------------------------------------------------------------------------------
+def test_loss_gradient_plot_shows_the_logit_gradient(no_model):
+    at = _run("06_losses.py")
+    traces = _traces(at, "t06_slope")
+    p, ce = traces["cross-entropy"]
+    assert ce == pytest.approx(p - 1, abs=1e-9)  # dCE/dz_y; the old plot showed dCE/dp = -1/p
+    q, mse = traces["MSE"]
+    assert np.abs(mse).max() < 0.1 and abs(mse[np.argmin(q)]) < 1e-4  # MSE's push fades as p -> 0
+    text = _texts(at)
+    assert "-1/p" not in text and "p - 1" in text
+
+
+def test_hinge_table_shows_no_missing_value_and_log_softmax_matches_torch(no_model):
+    at = _run("06_losses.py")
+    at.slider(key="t06_s2").set_value(3.0).run()
+    scores = np.array([at.slider(key=f"t06_s{i}").value for i in range(4)])
+    y = at.selectbox(key="t06_true").value
+    hinge = next(d.value for d in at.dataframe if "hinge term max(0, ·)" in d.value.columns)
+    assert not hinge.isna().any().any() and "None" not in hinge.to_string()
+    halves = next(d.value for d in at.dataframe if "F.log_softmax" in d.value.columns)
+    reference = F.log_softmax(torch.tensor(scores), 0).numpy()
+    assert halves["s_j − logsumexp (by hand)"].to_numpy() == pytest.approx(reference, abs=1e-12)
+    nll = float(F.nll_loss(torch.tensor(reference[None]), torch.tensor([y])))
+    assert f"by hand {nll:.4f}" in _texts(at)
+
+
+@pytest.mark.parametrize("count", [500, 2000])
+def test_largest_loss_images_are_listed_and_described_truly(bundled_model, mnist, count):
+    at = _run("06_losses.py")
+    at.slider(key="t06_count").set_value(count).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "p(true class)" in d.value.columns)
+    logits = predict_logits(bundled_model, mnist.test_images[:count])
+    labels = mnist.test_labels[:count]
+    losses = F.cross_entropy(logits.double(), labels, reduction="none")
+    top = torch.topk(losses, 8)
+    assert table["test image"].tolist() == top.indices.tolist()
+    wrong = int((logits[top.indices].argmax(1) != labels[top.indices]).sum())
+    assert (table["label"] != table["predicted"]).sum() == wrong
+    text = next(m.value for m in at.markdown if "largest loss" in m.value)
+    claim = text.split("largest loss:")[1]
+    if wrong == 0:
+        assert "mistake" not in claim and "8 are classified correctly" in claim
+    else:
+        assert f"{wrong} of these 8 are mistakes" in claim
+    assert f"**{int((logits.argmax(1) != labels).sum())}** mistakes" in text
+
+
+# -- lesson 7 -----------------------------------------------------------------------------------------
+def test_gradient_descent_page_says_who_misses_the_bowl_minimum(no_model):
+    at = _run("07_gradient_descent.py")
+    text = _texts(at)
+    assert "every method gets to the minimum" not in text
+    line = next(m.value for m in at.markdown if "within 0.01 of the lowest loss" in m.value)
+    # Adagrad by hand at the page's defaults: lr 0.1, 150 steps from (-3.5, 2.5) on x^2 + y^2
+    w, G = np.array([-3.5, 2.5]), np.zeros(2)
+    for _ in range(150):
+        g = 2 * w
+        G += g ** 2
+        w = w - 0.1 * g / (np.sqrt(G) + 1e-10)
+    assert f"Adagrad ({float(w @ w):.3g} above)" in line
+    assert "Batch GD" not in line
+    assert "sum of all" in text  # Adagrad divides by all past squared gradients, not recent ones
+    for rule in (r"v_t = \beta\, v_{t-1} + g_t", r"G_t = G_{t-1} + g_t^2", r"s_t = \beta_2 s_{t-1}"):
+        assert any(rule in l.value for l in at.latex), rule
+
+
+def test_momentum_slider_is_its_own_and_its_effective_step_is_shown(no_model):
+    at = _run("07_gradient_descent.py")
+    at.slider(key="t07_mom").set_value(0.5).run()
+    lr = at.select_slider(key="t07_lr_Bowl").value
+    assert at.slider(key="t07_b1").value == 0.9
+    assert f"= {lr / 0.5:.3g}, {2:.3g} times" in _texts(at)
+
+
+def test_adam_bias_correction_question(no_model):
+    at = _run("07_gradient_descent.py")
+    ratio = (1 - 0.9) / np.sqrt(1 - 0.999)  # closed form of the uncorrected first step, in units of eta
+    options = at.radio(key="t07_guess").options
+    right = min(options, key=lambda o: abs(float(o.split()[1]) - ratio))
+    assert right == "about 3 η"
+    verdict, message = _answer(at, "t07", right)
+    assert verdict == "right" and f"{ratio:.2f}× too large" in message
+    assert _answer(at, "t07", "about 1 η")[0] == "wrong"
+    assert _answer(at, "t07", "about 0.1 η")[0] == "wrong"
