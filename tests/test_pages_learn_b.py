@@ -85,15 +85,33 @@ def _assert_bias_correction_question(at: AppTest) -> None:
     assert "step without bias correction" in _columns(at)
 
 
+def _sign_of_dl_dw(x: float, w: float, b: float, t: float) -> str:
+    """Independent reference: ∂/∂w of (σ(wx + b) − t)² by torch autograd."""
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    ((torch.sigmoid(wt * x + b) - t) ** 2).backward()
+    g = float(wt.grad)
+    return "zero" if g == 0 else "positive" if g > 0 else "negative"
+
+
 def test_backprop_page(model):
     at = _app("09_backprop.py", model)
-    assert len(at.get("plotly_chart")) == 2  # the graph and the gradient norms
+    assert len(at.get("plotly_chart")) == 3  # the graph, the gradient norms, the real layers
     assert any("torch.autograd" in s.value and "**yes**" in s.value for s in at.success)
-    # defaults x=1.5, w=0.8, b=-0.2, t=1: a < t and x > 0, so dL/dw < 0
-    assert "Right" in _check(at, "bp", "negative")
+    # defaults x=1.5, w=0.8, b=-0.2, t=1: the question asks about t = 0, which the tables do not show
+    truth = _sign_of_dl_dw(1.5, 0.8, -0.2, 0.0)
+    assert truth == "positive"
+    assert "Right" in _check(at, "bp", truth)
+    at.radio(key="bp_guess").set_value("negative").run()
+    assert "Not quite" in _messages(at) and f"**{truth}**" in _messages(at)
     at.number_input(key="bp_x").set_value(0.0).run()
     at.button(key="bp_check").click().run()
     assert "**zero**" in _messages(at)
+    # the real-layer backward: digit, target class and channel are widgets; the stage table is there
+    at.selectbox(key="bp_target").set_value(3).run()
+    at.slider(key="bp_channel").set_value(5).run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "backward step" in df.value.columns)
+    assert len(table) == 5
 
 
 def test_dropout_page(model):

@@ -6,7 +6,8 @@ from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
 from simplecnn.lessons.backprop import GRAD_NAMES, gradient_step, model_gradients, trace
-from simplecnn.lessons.figures_b import backprop_graph_figure, gradient_norms_figure
+from simplecnn.lessons.backprop_layers import block1_gradients
+from simplecnn.lessons.figures_b import backprop_graph_figure, gradient_norms_figure, image_row_figure
 
 
 
@@ -74,12 +75,51 @@ g1.dataframe(cmp.style.format({c: "{:.3e}" for c in cmp.columns[1:]}), hide_inde
 g1.caption(f"∂L/∂(fc2 bias): mean(p − y) by hand vs `fc2.bias.grad`. Largest difference: "
            f"{grads.max_difference():.1e}")
 g2.plotly_chart(gradient_norms_figure(grads.norms), width="stretch")
+
+st.subheader("Through the real layers, by hand")
+st.markdown(
+    "The same chain rule runs through convolution, ReLU and max-pooling. Below, one test digit goes through "
+    f"*{label}* (eval mode) and autograd gives ∂L/∂(max1 output). From there, each backward rule of block 1 "
+    "is written out by hand and compared with autograd: **max-pool** sends each window's gradient only to its "
+    "largest input; **ReLU** lets it through only where its input was positive; eval-mode **batch norm** "
+    "multiplies it by γ/√(running var + ε); the **convolution** uses one kernel at every position, so "
+    "the gradient of each kernel weight is a sum over all 24×24 positions of (input pixel under that weight) × "
+    "(gradient at that position).")
+st.latex(r"\frac{\partial L}{\partial W_{c,i,j}} = \sum_{y=0}^{23}\sum_{x=0}^{23} "
+         r"\frac{\partial L}{\partial \text{conv}_{c,y,x}}\; \text{image}_{y+i,\,x+j}")
+r1, r2, r3 = st.columns(3)
+digit = r1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="bp_digit")
+true_class = int(ds.test_labels[int(digit)])
+target = r2.selectbox("loss against class", list(range(len(ds.classes))), index=true_class,
+                      format_func=lambda c: f"{ds.classes[c]}{' (the true label)' if c == true_class else ''}",
+                      key="bp_target", help="A wrong class gives a large loss and large gradients.")
+channel = r3.slider("channel of conv1", 0, model.conv1.out_channels - 1, 0, key="bp_channel")
+lg = block1_gradients(model, ds.test_images[int(digit)], int(target))
+c = int(channel)
+st.plotly_chart(image_row_figure(
+    [lg.image.numpy(), lg.relu_in[c].numpy(), lg.grad_relu_out["hand"][c].numpy(),
+     lg.grad_relu_in["hand"][c].numpy()],
+    ["input digit", f"ReLU input, ch {c}", "after max-pool backward", "after ReLU backward"],
+    colorscale="RdBu", zmin=None, height=190), width="stretch", key="bp_layers_fig")
+scale = {k: float(v["autograd"].abs().max()) for k, v in (
+    ("max-pool backward", lg.grad_relu_out), ("ReLU backward", lg.grad_relu_in),
+    ("batch norm backward", lg.grad_conv_out), ("conv1 weight gradient", lg.grad_weight),
+    ("conv1 bias gradient", lg.grad_bias))}
+st.dataframe(pd.DataFrame([{"backward step": k, "largest |gradient|": scale[k], "largest |hand − autograd|": d}
+                           for k, d in lg.differences().items()])
+             .style.format({"largest |gradient|": "{:.3e}", "largest |hand − autograd|": "{:.1e}"}),
+             hide_index=True, width="stretch")
+st.caption(f"Loss {lg.loss:.4g}. Max-pool gave a gradient to {lg.routed_count():,} of relu1's "
+           f"{lg.relu_in.numel():,} positions ({lg.routed_fraction():.1%}: one per 2×2 window at most), and ReLU "
+           f"then stopped {lg.relu_blocked():,} of those, where its input "
+           "was ≤ 0: the background, where every input of a window was negative, sends nothing back.")
 nav.link(nav.INSIDE, "See the gradients of a digit on the Inside page", icon=":material/biotech:")
 
 st.subheader("Predict, then check")
 options = ["positive", "negative", "zero"]
-guess = st.radio(f"With x = {x:g}, w = {w:g}, b = {b:g} and t = {t:g}: what sign will ∂L/∂w have?",
-                 options, index=None, horizontal=True, key="bp_guess")
+other_t = 0.0 if t >= 0.5 else 1.0
+guess = st.radio(f"Keep x = {x:g}, w = {w:g} and b = {b:g}, but change the target to t = {other_t:g}. "
+                 "What sign will ∂L/∂w have then?", options, index=None, horizontal=True, key="bp_guess")
 st.caption("Hint: follow the signs of the three factors in the formula above.")
 if st.button("Check by running it", key="bp_check"):
     st.session_state["bp_checked"] = True
@@ -87,9 +127,10 @@ if st.session_state.get("bp_checked"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        grad_w = tr.autograd["w"]
+        other = trace(x, w, b, other_t)
+        grad_w = other.autograd["w"]
         truth = options[2] if grad_w == 0 else options[0] if grad_w > 0 else options[1]
         (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: autograd says ∂L/∂w = {grad_w:.6g}, so it is "
-            f"**{truth}**. The factors were 2(a − t) = {tr.local['dL/da']:.4g}, σ'(z) = {tr.local['da/dz']:.4g} "
-            f"(always positive) and x = {x:g}.")
+            f"{'Right' if guess == truth else 'Not quite'}: with t = {other_t:g}, autograd says ∂L/∂w = "
+            f"{grad_w:.6g}, so it is **{truth}**. The factors were 2(a − t) = {other.local['dL/da']:.4g}, "
+            f"σ'(z) = {other.local['da/dz']:.4g} (always positive) and x = {x:g}.")
