@@ -156,12 +156,10 @@ def test_leaves_window_finds_the_first_step_outside():
     assert op.leaves_window(s, op.optimizer_path("Batch GD", s, s.start, 0.1, steps=60)) is None
 
 
-def test_adam_first_step_with_correction_is_torchs_and_without_is_the_closed_form():
-    g = np.array([4.0, -0.3])
-    point = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    adam = torch.optim.Adam([point], lr=0.05, betas=(0.9, 0.999))
-    point.grad = torch.tensor(g)
-    adam.step()
-    assert op.adam_first_step(g, 0.05, 0.9, 0.999) == pytest.approx(np.abs(point.detach().numpy()), rel=1e-6)
-    plain = op.adam_first_step(g, 0.05, 0.9, 0.999, bias_correction=False)
-    assert plain == pytest.approx(np.full(2, 0.05 * 0.1 / np.sqrt(0.001)), rel=1e-5)  # about 3.16 eta
+@pytest.mark.parametrize("lr", [0.1, 0.3, 0.7, 0.9, 1.0, 1.3])  # 0.5 lands on 0 in one step
+def test_gd_behaviour_on_the_bowl_follows_the_factor_one_minus_two_eta(lr):
+    s = op.SURFACES["Bowl"]
+    factor = 1 - 2 * lr  # closed form: x_{t+1} = x_t - lr * 2 x_t
+    expected = (op.GD_BEHAVIOURS[3] if abs(factor) > 1 else op.GD_BEHAVIOURS[2] if abs(factor) == 1
+                else op.GD_BEHAVIOURS[1] if factor < 0 else op.GD_BEHAVIOURS[0])
+    assert op.gd_behaviour(op.optimizer_path("Batch GD", s, s.start, lr, steps=40)) == expected

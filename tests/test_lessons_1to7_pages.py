@@ -1,6 +1,7 @@
 """Lessons 1-7 run under AppTest: what the pages show is checked against torch, closed forms and the
 bundled trained model, and each predict-then-check question marks a right choice right and a wrong one wrong."""
 import base64
+import re
 import json
 from pathlib import Path
 
@@ -152,13 +153,15 @@ def test_momentum_slider_is_its_own_and_its_effective_step_is_shown(no_model):
     assert f"= {lr / 0.5:.3g}, {2:.3g} times" in _texts(at)
 
 
-def test_adam_bias_correction_question(no_model):
+def test_gradient_descent_question_on_the_bowl(no_model):
     at = _run("07_gradient_descent.py")
-    ratio = (1 - 0.9) / np.sqrt(1 - 0.999)  # closed form of the uncorrected first step, in units of eta
-    options = at.radio(key="t07_guess").options
-    right = min(options, key=lambda o: abs(float(o.split()[1]) - ratio))
-    assert right == "about 3 η"
+    question = at.radio(key="t07_guess")
+    lr = float(re.search(r"η = (\d+(?:\.\d+)?)", question.label).group(1))
+    factor = 1 - 2 * lr  # closed form for x^2: each step multiplies x by 1 - 2 lr
+    assert -1 < factor < 0
+    right = next(o for o in question.options if o.startswith("jumps across"))
     verdict, message = _answer(at, "t07", right)
-    assert verdict == "right" and f"{ratio:.2f}× too large" in message
-    assert _answer(at, "t07", "about 1 η")[0] == "wrong"
-    assert _answer(at, "t07", "about 0.1 η")[0] == "wrong"
+    assert verdict == "right" and f"{factor:+.2f}" in message
+    for wrong in question.options:
+        if wrong != right:
+            assert _answer(at, "t07", wrong)[0] == "wrong"

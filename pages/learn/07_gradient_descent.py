@@ -124,23 +124,18 @@ nav.link(nav.TRAIN, "Train SimpleCNN with another optimizer", icon=":material/mo
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-quiz_b1, quiz_b2 = 0.9, 0.999  # torch's defaults, whatever the sliders say
-factors = {"about 0.1 η": 1 - quiz_b1, "about 1 η": 1.0, "about 3 η": (1 - quiz_b1) / np.sqrt(1 - quiz_b2),
-           "about 10 η": 1 / (1 - quiz_b1)}
-guess = st.radio(f"Adam with β₁ = {quiz_b1}, β₂ = {quiz_b2} starts with m = v = 0. With bias correction its first "
-                 "step moves each coordinate by about η. How far would the first step go **without** the bias "
-                 "correction (dividing by 1 − βᵗ)?", list(factors), index=None, horizontal=True, key="t07_guess")
+quiz_lr, bowl = 0.7, op.SURFACES["Bowl"]
+guess = st.radio(f"Plain gradient descent on the Bowl x² + y², starting at {bowl.start}, with learning rate "
+                 f"η = {quiz_lr}. What does x do over the first 40 steps?", list(op.GD_BEHAVIOURS), index=None,
+                 key="t07_guess")
 if st.button("Check by running it", key="t07_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        g0 = op.gradient_at(surface, (start_x, start_y))
-        plain = op.adam_first_step(g0, lr, quiz_b1, quiz_b2, bias_correction=False) / lr
-        corrected = op.adam_first_step(g0, lr, quiz_b1, quiz_b2, bias_correction=True) / lr
-        truth = min(factors, key=lambda k: abs(np.log(factors[k]) - np.log(plain[np.argmax(np.abs(g0))])))
-        text = (f"From the start point (gradient {np.round(g0, 3).tolist()}), the first step is "
-                f"{np.round(corrected, 3).tolist()} × η with the correction and {np.round(plain, 3).tolist()} × η "
-                f"without: m = (1 − β₁)g is {1 / (1 - quiz_b1):.0f}× too small, but √v = √(1 − β₂)|g| is "
-                f"{1 / np.sqrt(1 - quiz_b2):.1f}× too small, so the uncorrected step comes out "
-                f"{(1 - quiz_b1) / np.sqrt(1 - quiz_b2):.2f}× too large.")
+        path = op.optimizer_path("Batch GD", bowl, bowl.start, quiz_lr, steps=40)
+        truth = op.gd_behaviour(path)
+        xs = ", ".join(f"{v:+.3f}" for v in path[:5, 0])
+        text = (f"torch.optim.SGD with lr = {quiz_lr} gives x = {xs}, …: it {truth}. The gradient of x² is 2x, so "
+                f"each step multiplies x by 1 − 2η = {1 - 2 * quiz_lr:+.2f}. Set the Bowl's learning rate to "
+                f"{quiz_lr} above to watch it.")
         (st.success if guess == truth else st.error)(("Right. " if guess == truth else "Not quite. ") + text)

@@ -183,19 +183,29 @@ def leaves_window(surface: Surface | str, path: np.ndarray) -> int | None:
     return int(steps[0]) if len(steps) else None
 
 
-def adam_first_step(gradient, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                    bias_correction: bool = True) -> np.ndarray:
-    """The size |w1 - w0| of Adam's first step for a gradient, with or without bias correction.
+GD_BEHAVIOURS: tuple[str, ...] = (
+    "creeps towards the minimum without ever crossing it",
+    "jumps across the minimum at every step, landing a little closer each time",
+    "bounces between two points for ever",
+    "flies off, further out at every step",
+)
 
-    m and v start at 0, so after one step m = (1 - beta1) g and v = (1 - beta2) g^2: both far too
-    small. Dividing by (1 - beta^t) undoes that; without it the first step is about
-    lr (1 - beta1) / sqrt(1 - beta2), which torch cannot show because its Adam always corrects.
+
+def gd_behaviour(path: np.ndarray, coordinate: int = 0) -> str:
+    """Which of GD_BEHAVIOURS a run shows, read off the real path of one coordinate.
+
+    The distance from 0 either shrinks, stays or grows; the sign either stays or flips every step.
+    (A run that lands exactly on 0, as x^2 with lr 0.5 does, fits none of them; the lesson never asks it.)
     """
-    g = np.abs(np.asarray(gradient, dtype=np.float64))
-    m, v = (1 - beta1) * g, (1 - beta2) * g ** 2
-    if bias_correction:
-        m, v = m / (1 - beta1), v / (1 - beta2)
-    return lr * m / (np.sqrt(v) + eps)
+    x = path[:, coordinate]
+    finite = np.isfinite(x)
+    if not finite.all() or abs(x[-1]) > abs(x[0]) * (1 + 1e-9):
+        return GD_BEHAVIOURS[3]
+    if abs(abs(x[-1]) - abs(x[0])) <= 1e-9 * abs(x[0]):
+        return GD_BEHAVIOURS[2]
+    moving = x[np.abs(x) > 1e-300]  # once a coordinate is exactly 0 it has no sign left
+    flips = np.sign(moving[1:]) != np.sign(moving[:-1])
+    return GD_BEHAVIOURS[1] if flips.all() else GD_BEHAVIOURS[0]
 
 
 def gradient_at(surface: Surface | str, point) -> np.ndarray:
