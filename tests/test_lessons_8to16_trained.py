@@ -12,7 +12,6 @@ import torch
 from simplecnn.checkpoints import load_checkpoint
 from simplecnn.data import to_float
 from simplecnn.lessons import regularization
-from simplecnn.model import FastDropout
 
 
 @pytest.fixture(scope="module")

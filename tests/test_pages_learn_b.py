@@ -214,8 +214,19 @@ def test_layer_by_layer_page(model):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["total parameters (sum of the table)"] == "582,218"
     assert metrics["model.num_parameters()"] == "582,218"
-    assert len(at.get("plotly_chart")) >= 8  # softmax, six stages, fc1 vector
+    # softmax, eight stages (batch1 and batch2 included), the channel trail, receptive fields, fc1 vector
+    assert len(at.get("plotly_chart")) >= 12
     at.number_input(key="lw_index").set_value(3).run()
     assert not at.exception
-    msg = _check(at, "lw", "fc1")
-    assert "Right" in msg and "524,800" in msg
+    # flatten question for channel 0, row 2, column 3: row-major (C, H, W) gives 0·16 + 2·4 + 3 = 11
+    assert at.radio(key="lw_guess").options == ["11", "14", "704", "896"]
+    msg = _check(at, "lw", "11")
+    assert "Right" in msg and "**11**" in msg
+    at.radio(key="lw_guess").set_value("704").run()  # channels-last order: wrong
+    assert "Not quite" in _messages(at) and "**11**" in _messages(at)
+    at.slider(key="lw_channel").set_value(7).run()  # the question follows the chosen channel
+    at.radio(key="lw_guess").set_value(str(7 * 16 + 2 * 4 + 3)).run()
+    assert "Right" in _messages(at) and "**123**" in _messages(at)
+    at.number_input(key="lw_flat_index").set_value(123).run()
+    assert "channel **7**, row **2**, column **3**" in " ".join(m.value for m in at.markdown)
+    assert "the same number" in " ".join(m.value for m in at.markdown)

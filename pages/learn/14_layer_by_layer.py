@@ -3,12 +3,14 @@ import copy
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
-from simplecnn.lessons.figures_b import image_row_figure, softmax_bars_figure, vector_figure
-from simplecnn.lessons.layer_walk import forward_walk, layer_rows, parameter_formula, strongest_channels
+from simplecnn.lessons.figures_b import (image_row_figure, receptive_field_figure, softmax_bars_figure,
+                                         vector_figure)
+from simplecnn.lessons.layer_walk import (MAP_STAGES, flatten_index, flatten_options, flatten_position,
+                                          forward_walk, layer_rows, receptive_field, strongest_channels,
+                                          strongest_listener, strongest_position)
 
 
 
@@ -54,9 +56,10 @@ true_label = int(ds.test_labels[int(index)])
 c1.image(ds.test_images[int(index)].numpy(), width=140, caption=f"label {ds.classes[true_label]}")
 c2.plotly_chart(softmax_bars_figure(walk.probabilities, ds.classes, true_label), width="stretch")
 st.caption(f"For each stage: the {per_stage} channels with the strongest mean |activation| for this digit "
-           "(the channel number is in each title). Each map has its own colour scale: dark purple is its "
+           "(the channel number is in each title); batch1 and batch2 are shown too, since normalising "
+           "changes which channels stand out. Each map has its own colour scale: dark purple is its "
            "lowest value, yellow its highest.")
-for stage in ("conv1", "relu1", "max1", "conv2", "relu2", "max2"):
+for stage in MAP_STAGES:
     out = walk.stages[stage]  # (1, C, H, W)
     chans = strongest_channels(out, per_stage)
     st.markdown(f"**{stage}** · {type(getattr(work, stage)).__name__} · output {tuple(out.shape)}")
@@ -66,27 +69,64 @@ relu3 = walk.stages["relu3"][0].numpy()
 st.plotly_chart(vector_figure(relu3, f"fc1 + ReLU: {relu3.size} features, {int((relu3 > 0).sum())} of them "
                                      "non-zero for this digit"), width="stretch")
 
+st.subheader("Follow one channel")
+st.markdown(
+    "Pick a channel of conv1 and follow it: its map after convolution, batch norm, ReLU and pooling. conv2 "
+    "mixes all 32 channels, so the trail continues in the conv2 channel whose 5×5 kernel on your channel is "
+    "largest. Each unit only sees part of the digit, its *receptive field*: a conv1 unit sees a 5×5 patch, a "
+    "max1 unit 6×6, a conv2 unit 14×14 and a max2 unit 16×16.")
+f1, f2 = st.columns([1, 3])
+follow = f1.slider("conv1 channel", 0, work.conv1.out_channels - 1, 0, key="lw_channel")
+listener = strongest_listener(work, int(follow))
+block1 = [walk.stages[s][0, int(follow)].numpy() for s in ("conv1", "batch1", "relu1", "max1")]
+block2 = [walk.stages[s][0, listener].numpy() for s in ("conv2", "batch2", "relu2", "max2")]
+f2.plotly_chart(image_row_figure(block1 + block2, [f"{s} ch {int(follow)}" for s in ("conv1", "batch1", "relu1", "max1")]
+                                 + [f"{s} ch {listener}" for s in ("conv2", "batch2", "relu2", "max2")],
+                                 colorscale="Viridis", zmin=None, height=150, wrap=4), width="stretch",
+                key="lw_follow_fig")
+r1, c1_ = strongest_position(walk.stages["max1"], int(follow))
+r2, c2_ = strongest_position(walk.stages["max2"], listener)
+box1 = receptive_field(work, "max1", r1, c1_)
+box2 = receptive_field(work, "max2", r2, c2_)
+f1.plotly_chart(receptive_field_figure(ds.test_images[int(index)].numpy() / 255.0, [
+    (f"max1 ch {int(follow)} at ({r1}, {c1_})", box1, "#ff7f0e"),
+    (f"max2 ch {listener} at ({r2}, {c2_})", box2, "#d62728")]), width="stretch", key="lw_rf_fig")
+f1.caption(f"Boxes: the input pixels that can change the strongest max1 unit of channel {int(follow)} "
+           f"(rows {box1[0]}–{box1[2]}, columns {box1[1]}–{box1[3]}) and the strongest max2 unit of channel "
+           f"{listener} (rows {box2[0]}–{box2[2]}, columns {box2[1]}–{box2[3]}).")
+
+st.subheader("Flatten: from (64, 4, 4) to 1,024 numbers")
+st.markdown(
+    "`flatten` lays max2's 64 maps of 4×4 end to end: all 16 values of channel 0 row by row, then channel 1, "
+    "and so on. fc1 then gives each of the 1,024 positions its own weight, so it learns *which channel at "
+    "which place* it is looking at.")
+st.latex(r"\text{index} = c\cdot 16 + r\cdot 4 + s \qquad (c = \text{channel},\ r = \text{row},\ s = \text{column})")
+flat_index = st.number_input("fc1 input number", 0, work.fc1.in_features - 1, 0, key="lw_flat_index")
+fc, fr, fs = flatten_position(int(flat_index), tuple(walk.stages["max2"].shape[1:]))
+flat_value = float(walk.stages["flatten"][0, int(flat_index)])
+grid_value = float(walk.stages["max2"][0, fc, fr, fs])
+st.markdown(f"fc1 input **{int(flat_index)}** = max2 channel **{fc}**, row **{fr}**, column **{fs}**: "
+            f"for this digit the flattened vector holds {flat_value:.4g} there and the map holds {grid_value:.4g} "
+            f"({'the same number' if flat_value == grid_value else 'they differ'}).")
+
 st.subheader("Where to go next")
 st.markdown("Everything above is the live model: the same module the Train page trains and the Inside "
             "page opens up with hooks.")
 nav.link(nav.INSIDE, "Open the network for your own drawings on the Inside page", icon=":material/biotech:")
 
 st.subheader("Predict, then check")
-candidates = ["conv1", "conv2", "fc1", "fc2"]
-guess = st.radio("Which layer holds the most parameters?", candidates, index=None, horizontal=True, key="lw_guess")
+q_channel, q_row, q_col = int(follow), 2, 3
+q_options = flatten_options(q_channel, q_row, q_col, tuple(walk.stages["max2"].shape[1:]))
+guess = st.radio(f"max2's value at channel {q_channel}, row {q_row}, column {q_col} (counting from 0): which of "
+                 "fc1's inputs receives it?", q_options, index=None, horizontal=True, key="lw_guess")
 if st.button("Check by running it", key="lw_check"):
     st.session_state["lw_checked"] = True
 if st.session_state.get("lw_checked"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        counts = {name: sum(p.numel() for p in getattr(work, name).parameters()) for name in candidates}
-        truth = max(counts, key=counts.get)
-        detail = ", ".join(f"{n}: {parameter_formula(getattr(work, n))[0]} = {c:,}" for n, c in counts.items())
-        winner = getattr(work, truth)
-        why = (f"each of its {winner.out_features} outputs has its own weight for every one of its "
-               f"{winner.in_features} inputs, while a convolution reuses one small kernel at every position"
-               if isinstance(winner, torch.nn.Linear) else "its kernels are many and deep")
+        truth = flatten_index(work, q_channel, q_row, q_col)
         (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: counting `p.numel()` gives {detail}. "
-            f"**{truth}** has the most: {why}.")
+            f"{'Right' if guess == truth else 'Not quite'}: a tensor that is 1 only at ({q_channel}, {q_row}, "
+            f"{q_col}) comes out of `model.flatten` with its 1 at position **{truth}** = {q_channel}·16 + "
+            f"{q_row}·4 + {q_col}. Channels come first, then rows, then columns.")

@@ -240,3 +240,17 @@ def backprop_graph_figure(tr) -> go.Figure:
     fig.update_yaxes(visible=False, range=[-0.45, 2.4])
     fig.update_layout(showlegend=False, plot_bgcolor="white", dragmode=False)
     return _compact(fig, 330)
+
+
+def receptive_field_figure(image: np.ndarray, boxes: Sequence[tuple[str, tuple[int, int, int, int], str]]) -> go.Figure:
+    """The input digit with one rectangle per (label, (top, left, bottom, right), colour) receptive field."""
+    fig = go.Figure(go.Heatmap(z=image, colorscale="Greys", showscale=False,
+                               hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))
+    for label, (top, left, bottom, right), colour in boxes:
+        fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
+                      line=dict(color=colour, width=3))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3), name=label))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, image.shape[1] - 0.5])
+    fig.update_layout(title="Receptive fields on the input", legend=dict(orientation="h", y=-0.05))
+    return _compact(fig, 380)
