@@ -1,5 +1,6 @@
 """Lessons 1-7 run under AppTest: what the pages show is checked against torch, closed forms and the
 bundled trained model, and each predict-then-check question marks a right choice right and a wrong one wrong."""
+import ast
 import base64
 import re
 import json
@@ -60,14 +61,15 @@ def _traces(at, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _answer(at, prefix: str, choice) -> str:
-    """Pick a choice, press Check, return ("right" | "wrong", message)."""
+    """Pick a choice, press Check, return ("right" | "wrong", message) of the question's verdict."""
     at.radio(key=f"{prefix}_guess").set_value(choice).run()
+    assert at.radio(key=f"{prefix}_guess").value == choice
     at.button(key=f"{prefix}_check").click().run()
     assert not at.exception, at.exception
-    if at.success:
-        return "right", at.success[-1].value
-    assert at.error, "checking an answer says right or wrong"
-    return "wrong", at.error[-1].value
+    right = [m.value for m in at.success if m.value.startswith("Right")]
+    wrong = [m.value for m in at.error if m.value.startswith("Not")]
+    assert len(right) + len(wrong) == 1, "one verdict, from this click"
+    return ("right", right[0]) if right else ("wrong", wrong[0])
 
 
 # -- lesson 5 -----------------------------------------------------------------------------------------
@@ -165,3 +167,48 @@ def test_gradient_descent_question_on_the_bowl(no_model):
     for wrong in question.options:
         if wrong != right:
             assert _answer(at, "t07", wrong)[0] == "wrong"
+
+
+# -- lessons 1-3: transfer questions, right marked right, wrong marked wrong -------------------------------
+def test_tensor_question_on_colour_photos(no_model):
+    at = _run("01_tensors.py")
+    label = at.radio(key="t01_guess").label
+    n, side, c = (int(v) for v in re.search(r"hand (\d+) colour photos of (\d+)×\d+ pixels to `nn\.Conv2d\((\d+),",
+                                            label).groups())
+    right = (n, c, side, side)  # (N, C, H, W), by the lesson's rule, not by running the layer
+    options = [ast.literal_eval(o) for o in at.radio(key="t01_guess").options]  # AppTest lists the shown text
+    assert right in options
+    assert _answer(at, "t01", right)[0] == "right"
+    for wrong in options:
+        if wrong != right:
+            assert _answer(at, "t01", wrong)[0] == "wrong"
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert str(right) not in shown.split("Predict, then check")[0]  # the answer is not printed above the question
+
+
+def test_linear_parameter_question(no_model):
+    at = _run("02_fully_connected.py")
+    n_in, n_out = (int(v) for v in re.search(r"nn\.Linear\((\d+), (\d+)\)", at.radio(key="t02_guess").label).groups())
+    closed_form = n_in * n_out + n_out
+    options = [int(o.replace(",", "")) for o in at.radio(key="t02_guess").options]
+    right = closed_form
+    verdict, message = _answer(at, "t02", right)
+    assert verdict == "right" and f"{closed_form:,}" in message
+    for wrong in options:
+        if wrong != right:
+            assert _answer(at, "t02", wrong)[0] == "wrong"
+    assert f"{closed_form:,}" not in _texts(at).split(message)[0]  # not printed before Check
+
+
+def test_output_size_question(no_model):
+    at = _run("03_convolution.py")
+    label = at.radio(key="t03_guess").label
+    k, size, pad, stride = (int(v) for v in re.search(r"(\d+)×\d+ kernel slides over a (\d+)×\d+ digit with padding "
+                                                      r"(\d+) and stride (\d+)", label).groups())
+    right = (size + 2 * pad - k) // stride + 1  # the guide's formula
+    measured = F.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, k, k), padding=pad, stride=stride).shape[-1]
+    assert right == measured
+    assert _answer(at, "t03", right)[0] == "right"
+    for wrong in (int(o.split("×")[0]) for o in at.radio(key="t03_guess").options):
+        if wrong != right:
+            assert _answer(at, "t03", wrong)[0] == "wrong"

@@ -103,21 +103,23 @@ nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-n = 64
-side = image_u8.shape[0]
-candidates = [(n, side, side), (n, 1, side, side), (1, n, side, side), (n, side * side)]
-question = (f"You hand `conv1` a batch of {n} images like this one. Which shape does it accept "
-            f"and turn into {conv1.out_channels} feature maps per image?")
+n, channels, side, maps_out = 8, 3, 32, 16  # colour photos: not what SimpleCNN reads, same rule
+colour_conv = torch.nn.Conv2d(channels, maps_out, 5)
+candidates = [(n, side, side, channels), (n, channels, side, side), (channels, n, side, side), (n, channels * side * side)]
+question = (f"A colour photo has {channels} channels (red, green, blue). You hand {n} colour photos of {side}×{side} "
+            f"pixels to `nn.Conv2d({channels}, {maps_out}, 5)`. Which tensor does it accept and turn into "
+            f"{maps_out} feature maps per photo?")
 guess = st.radio(question, candidates, index=None, format_func=lambda s: str(s), key="t01_guess")
 if st.button("Check by running it", key="t01_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        results = tf.try_shapes(conv1, candidates)
-        working = [shape for shape, out, _ in results if out is not None and len(out) == 4 and out[0] == n]
+        results = tf.try_shapes(colour_conv, candidates)
+        working = [shape for shape, out, _ in results if out is not None and len(out) == 4 and out[:2] == (n, maps_out)]
         if guess in working:
-            st.success(f"Right: {guess} is the (N, C, H, W) layout conv1 expects.")
+            st.success(f"Right: {guess} is the (N, C, H, W) layout: {n} photos, {channels} channels, {side} rows, "
+                       f"{side} columns.")
         else:
-            st.error(f"Not this one: only {working[0]} gives {n} images × {conv1.out_channels} maps.")
-        st.dataframe(pd.DataFrame([{"input shape": str(s), "conv1 output": str(out) if out else "—",
+            st.error(f"Not this one: only {working[0]} gives {n} photos × {maps_out} maps.")
+        st.dataframe(pd.DataFrame([{"input shape": str(s), "conv output": str(out) if out else "—",
                                     "torch says": err or "ok"} for s, out, err in results]), hide_index=True)

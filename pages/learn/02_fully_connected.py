@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from dashboard import nav, state
 from simplecnn.data import DataError
@@ -97,18 +98,21 @@ nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-n_in, n_out = fc1["inputs"], fc1["outputs"]
-options = {"weights only": n_in * n_out, "weights + one bias per output": n_in * n_out + n_out,
-           "inputs + outputs": n_in + n_out, "one weight per input": n_in}
-guess = st.radio(f"How many trainable numbers does fc1 ({n_in} → {n_out}) hold?", list(options), index=None,
-                 format_func=lambda k: f"{options[k]:,}  ({k})", key="t02_guess")
+n_in, n_out = 28 * 28, 128  # a plain network that reads the flattened digit: not one of SimpleCNN's layers
+options = sorted({n_in * n_out, n_in * n_out + n_out, n_in + n_out, n_in * n_out + n_in})  # one right, three slips
+guess = st.radio(f"A network without convolutions flattens each {28}×{28} digit into {n_in} numbers and feeds them to "
+                 f"`nn.Linear({n_in}, {n_out})`. How many trainable numbers does that layer hold?", options,
+                 index=None, format_func=lambda v: f"{v:,}", key="t02_guess")
 if st.button("Check by running it", key="t02_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        counted = sum(p.numel() for p in reference.fc1.parameters())
-        shapes = ", ".join(f"{name} {tuple(p.shape)}" for name, p in reference.fc1.named_parameters())
-        if options[guess] == counted:
-            st.success(f"Right: PyTorch counts {counted:,} numbers in fc1 ({shapes}).")
+        layer = torch.nn.Linear(n_in, n_out)
+        counted = sum(p.numel() for p in layer.parameters())
+        shapes = ", ".join(f"{name} {tuple(p.shape)}" for name, p in layer.named_parameters())
+        text = (f"PyTorch counts {counted:,} numbers ({shapes}): {n_out} neurons with {n_in} weights and one bias each. "
+                f"That one layer alone holds {counted / reference.num_parameters():.0%} as many as all of SimpleCNN.")
+        if guess == counted:
+            st.success(f"Right. {text}")
         else:
-            st.error(f"Not quite: PyTorch counts {counted:,} numbers in fc1 ({shapes}).")
+            st.error(f"Not quite: {guess:,} is not it. {text}")

@@ -170,19 +170,20 @@ nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-side, kk = image.shape[0], reference.conv1.kernel_size[0]
-options = sorted({side, side - kk + 1, side - kk, side // 2})
-guess = st.radio(f"conv1 slides a {kk}×{kk} kernel over a {side}×{side} digit with stride 1 and no padding. "
-                 "How big is each output map?", options, index=None, format_func=lambda v: f"{v}×{v}",
-                 key="t03_guess")
+q_side, q_k, q_pad, q_stride = 28, 5, 2, 2
+options = [q_side, q_side - q_k + 1, (q_side - q_k) // q_stride + 1, (q_side - q_k + 2 * q_pad) // q_stride + 1, q_side // 4]
+options = sorted(set(options))
+guess = st.radio(f"A {q_k}×{q_k} kernel slides over a {q_side}×{q_side} digit with padding {q_pad} and stride {q_stride}. "
+                 "How big is the output map?", options, index=None, format_func=lambda v: f"{v}×{v}", key="t03_guess")
 if st.button("Check by running it", key="t03_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        out = reference.conv1(tf.model_view(image_u8))  # (1, 32, 24, 24)
-        truth = int(out.shape[-1])
+        truth, _ = cv.torch_output_size(q_side, q_k, q_pad, q_stride)  # F.conv2d on zeros
+        text = (f"F.conv2d turns {q_side}×{q_side} into {truth}×{truth}: the padding makes the input "
+                f"{q_side + 2 * q_pad} wide, a {q_k}-wide kernel fits in {q_side + 2 * q_pad - q_k + 1} positions, "
+                f"and stride {q_stride} keeps one position in {q_stride}.")
         if guess == truth:
-            st.success(f"Right: conv1 turns (1, 1, {side}, {side}) into {tuple(out.shape)}.")
+            st.success(f"Right. {text}")
         else:
-            st.error(f"Not quite: conv1 turns (1, 1, {side}, {side}) into {tuple(out.shape)}. A {kk}-wide kernel "
-                     f"fits in {truth} positions along a row of {side} pixels.")
+            st.error(f"Not quite. {text}")
