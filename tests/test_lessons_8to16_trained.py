@@ -67,3 +67,21 @@ def test_single_image_batch_norm_uses_the_images_own_statistics(trained, mnist):
     assert torch.allclose(by_module, by_hand.detach(), atol=1e-4)
     assert torch.equal(norm.running_mean, trained.batch1.running_mean)
     assert float(norm.scale_ratio().max()) > 1.2  # some channels are stretched well beyond eval mode
+
+
+def test_most_frequent_mistake_of_the_trained_model(trained, mnist):
+    """Lesson 13's question on the bundled model: confusion_pairs agrees with a plain argmax count."""
+    from simplecnn.evaluation import evaluate
+    from simplecnn.lessons.dataset_stats import confusion_pairs, mistake_options
+
+    result = evaluate(trained, mnist.test_images, mnist.test_labels, num_classes=10)
+    with torch.no_grad():
+        pred = torch.cat([trained(to_float(mnist.test_images[i:i + 2500])).argmax(1) for i in range(0, 10000, 2500)])
+    counts = torch.bincount(mnist.test_labels * 10 + pred, minlength=100).view(10, 10)
+    counts.fill_diagonal_(-1)
+    t, p, n = confusion_pairs(result.confusion, 4)[0]
+    assert n == int(counts.max()) and int(counts[t, p]) == n
+    assert 0 < n < 30  # a trained model makes few mistakes, but some: the question has an answer
+    options = mistake_options(result.confusion, 4)
+    assert [int(counts[a, b]) for a, b, _ in options] == [c for _, _, c in options]
+    assert len({c for _, _, c in options}) == 4 and options[0][2] == n  # one right answer, the true maximum

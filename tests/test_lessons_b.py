@@ -308,3 +308,9 @@ def test_forward_walk_matches_model(model, ds):
     top = layer_walk.strongest_channels(walk.stages["conv1"], 4)
     strength = walk.stages["conv1"][0].abs().mean(dim=(1, 2))
     assert strength[top[0]] == strength.max() and len(set(top)) == 4
+
+
+def test_mistake_options_have_distinct_counts_and_the_maximum_first():
+    confusion = torch.tensor([[50, 4, 4, 0], [1, 60, 2, 4], [0, 3, 70, 1], [2, 0, 0, 40]])
+    assert dataset_stats.confusion_pairs(confusion, 3) == [(0, 1, 4), (0, 2, 4), (1, 3, 4)]  # ties: row order
+    assert dataset_stats.mistake_options(confusion, 4) == [(0, 1, 4), (2, 1, 3), (1, 2, 2), (1, 0, 1)]

@@ -200,13 +200,36 @@ def test_overfitting_page_trains_in_the_queue_not_on_the_page_thread(model):
     assert f"**{widest}**" in msg
 
 
+def _mistake_counts(model: SimpleCNN) -> torch.Tensor:
+    """Independent reference: (10, 10) counts of (true, predicted) by argmax and bincount."""
+    from simplecnn.data import load_dataset, to_float
+
+    ds = load_dataset("mnist")
+    with torch.no_grad():
+        pred = torch.cat([model.eval()(to_float(ds.test_images[i:i + 2000])).argmax(1) for i in range(0, 10000, 2000)])
+    return torch.bincount(ds.test_labels * 10 + pred, minlength=100).view(10, 10)
+
+
 def test_mnist_page(model):
     at = _app("13_mnist.py", model)
     assert "60,000" in at.markdown[0].value and "10,000" in at.markdown[0].value
     assert len(at.get("plotly_chart")) == 2 and len(at.get("image")) == 1
-    assert "Right" in _check(at, "mn", "1")
-    at.radio(key="mn_guess").set_value("5").run()
-    assert "Not quite" in _messages(at) and "6,742" in _messages(at)
+    if model is None:
+        assert not at.radio and any("needs a trained model" in i.value for i in at.info)
+        return
+    counts = _mistake_counts(model)
+    radio = at.radio(key="mn_guess")
+    options = [tuple(int(d) for d in o.removeprefix("a ").split(" read as ")) for o in radio.options]
+    assert len(options) >= 2 and all(t != p for t, p in options)
+    offered = {o: int(counts[o]) for o in options}
+    assert len(set(offered.values())) == len(offered)  # distinct counts: exactly one right answer
+    best = max(offered, key=offered.get)
+    assert offered[best] == max(int(counts[t, p]) for t in range(10) for p in range(10) if t != p)
+    msg = _check(at, "mn", f"a {best[0]} read as {best[1]}")
+    assert "Right" in msg and f"**a {best[0]} read as {best[1]}** ({offered[best]} of" in msg
+    wrong = next(o for o in options if o != best)
+    at.radio(key="mn_guess").set_value(f"a {wrong[0]} read as {wrong[1]}").run()
+    assert "Not quite" in _messages(at)
 
 
 def test_layer_by_layer_page(model):

@@ -5,8 +5,9 @@ import torch
 from dashboard import nav
 from dashboard.state import active_model, shared_dataset
 from simplecnn.data import split_indices
-from simplecnn.lessons.dataset_stats import (class_counts, mean_images, mosaic, most_common_class,
-                                             pixel_stats, sample_indices)
+from simplecnn.evaluation import evaluate
+from simplecnn.lessons.dataset_stats import (class_counts, mean_images, mistake_options, mosaic, pixel_stats,
+                                             sample_indices)
 from simplecnn.lessons.figures_b import class_balance_figure, image_row_figure
 from simplecnn.training import TrainConfig
 
@@ -81,18 +82,41 @@ nav.link(nav.DATA, "Browse the dataset on the Data page", icon=":material/datase
 nav.link(nav.TRAIN, "Train SimpleCNN on it", icon=":material/model_training:")
 
 st.subheader("Predict, then check")
-guess = st.radio("Which digit has the most images in the training set?", list(ds.classes), index=None,
-                 horizontal=True, key="mn_guess")
-if st.button("Check by running it", key="mn_check"):
-    st.session_state["mn_checked"] = True
-if st.session_state.get("mn_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        counts = torch.bincount(ds.train_labels, minlength=ds.num_classes)
-        best, count = most_common_class(ds.train_labels, ds.num_classes)
-        truth = ds.classes[best]
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: `torch.bincount` gives {count:,} images of "
-            f"**{truth}**, against {int(counts[list(ds.classes).index(guess)]):,} of {guess}. The rarest digit is "
-            f"{ds.classes[int(counts.argmin())]} with {int(counts.min()):,}.")
+
+
+def _test_confusion(net) -> torch.Tensor:
+    """The model's confusion matrix on all test images, once per model object in this session."""
+    cached = st.session_state.get("_mn_confusion")
+    if cached is None or cached[0] is not net:
+        with st.spinner("Evaluating the model on the 10,000 test images…"):
+            result = evaluate(net, ds.test_images, ds.test_labels, num_classes=ds.num_classes)
+        cached = st.session_state["_mn_confusion"] = (net, result.confusion)
+    return cached[1]
+
+
+if model is None:
+    st.info("This question needs a trained model: train one on the Train page.")
+else:
+    pairs = mistake_options(_test_confusion(model), k=4)  # distinct counts: one right answer
+    choices = sorted(pairs)  # by digit, so the order gives nothing away
+
+    def _pair_text(pair: tuple[int, int, int]) -> str:
+        return f"a {ds.classes[pair[0]]} read as {ds.classes[pair[1]]}"
+
+    guess = st.radio(f"On the {n_test:,} test images, which of these mistakes does *{label}* make most often?",
+                     choices,
+                     format_func=_pair_text, index=None, key="mn_guess")
+    if st.button("Check by running it", key="mn_check"):
+        st.session_state["mn_checked"] = True
+    if st.session_state.get("mn_checked"):
+        if guess is None:
+            st.warning("Pick an answer first, then check.")
+        else:
+            top = pairs[0]
+            right = guess == top
+            counts = ", ".join(f"{_pair_text(p)}: {p[2]}" for p in pairs)
+            (st.success if right else st.error)(
+                f"{'Right' if right else 'Not quite'}: counting the confusion matrix gives {counts}, so the most "
+                f"frequent of these is **{_pair_text(top)}** ({top[2]} of the {int(_test_confusion(model)[top[0]].sum()):,} "
+                f"test {ds.classes[top[0]]}s). Digits that share strokes get confused; the Results page shows "
+                "the whole matrix.")

@@ -74,3 +74,32 @@ def most_common_class(labels: torch.Tensor, num_classes: int = 10) -> tuple[int,
     counts = class_counts(labels, num_classes)
     best = int(np.argmax(counts))
     return best, counts[best]
+
+
+def confusion_pairs(confusion: torch.Tensor, k: int = 4) -> list[tuple[int, int, int]]:
+    """The k most frequent mistakes as (true class, predicted class, count), most frequent first.
+
+    Off-diagonal cells of a confusion matrix (rows = true, columns = predicted); ties keep the
+    lower (true, predicted) pair first so the order is reproducible.
+    """
+    c = confusion.clone().long()
+    c.fill_diagonal_(-1)
+    flat = c.flatten()
+    order = sorted(range(len(flat)), key=lambda i: (-int(flat[i]), i))[:k]
+    n = confusion.shape[1]
+    return [(i // n, i % n, int(flat[i])) for i in order if int(flat[i]) >= 0]
+
+
+def mistake_options(confusion: torch.Tensor, k: int = 4) -> list[tuple[int, int, int]]:
+    """k mistakes (true, predicted, count) with distinct counts, the most frequent one among them.
+
+    A trained model makes few mistakes, so several pairs often tie; taking the first pair of each
+    of the k highest distinct counts gives a question with exactly one right answer.
+    """
+    options: list[tuple[int, int, int]] = []
+    for pair in confusion_pairs(confusion, k=confusion.numel()):
+        if not options or pair[2] < options[-1][2]:
+            options.append(pair)
+        if len(options) == k:
+            break
+    return options
