@@ -163,3 +163,44 @@ def test_gd_behaviour_on_the_bowl_follows_the_factor_one_minus_two_eta(lr):
     expected = (op.GD_BEHAVIOURS[3] if abs(factor) > 1 else op.GD_BEHAVIOURS[2] if abs(factor) == 1
                 else op.GD_BEHAVIOURS[1] if factor < 0 else op.GD_BEHAVIOURS[0])
     assert op.gd_behaviour(op.optimizer_path("Batch GD", s, s.start, lr, steps=40)) == expected
+
+
+# -- lesson 4: a one-pixel shift changes the max-pooled map less than the input -------------------------
+from simplecnn.lessons import convolution as cv  # noqa: E402
+from simplecnn.lessons import pooling_shift as ps  # noqa: E402
+
+
+def _share_by_torch(x: torch.Tensor, dr: int, dc: int) -> tuple[float, float]:
+    """Changed shares before/after 2x2 max pooling, with torch.roll (MNIST's border rows are empty, so it
+    equals a zero-filled shift there) and F.max_pool2d: independent of the lesson module."""
+    moved = torch.roll(x, (dr, dc), (-2, -1))
+    pooled, pooled_moved = F.max_pool2d(x[None], 2), F.max_pool2d(moved[None], 2)
+    return (float((moved - x).abs().sum() / x.abs().sum()),
+            float((pooled_moved - pooled).abs().sum() / pooled.abs().sum()))
+
+
+@pytest.mark.parametrize("index", [0, 1, 7, 42])
+def test_shift_shares_on_real_digits_match_torch(mnist, index):
+    x = mnist.test_images[index].double() / 255.0  # (28, 28)
+    assert float(x[0].abs().sum() + x[-1].abs().sum() + x[:, 0].abs().sum() + x[:, -1].abs().sum()) == 0
+    for direction, (dr, dc) in ps.SHIFTS.items():
+        c = ps.shift_comparison(x.numpy(), direction)
+        before, after = _share_by_torch(x, dr, dc)
+        assert (c["input_change"], c["pooled_change"]) == pytest.approx((before, after), rel=1e-12)
+
+
+def test_shift_changes_the_pooled_map_less_on_most_digits(mnist):
+    answers = [ps.shift_comparison(mnist.test_images[i].double().numpy() / 255.0, d)["answer"]
+               for i in range(100) for d in ps.SHIFTS]
+    assert answers.count(ps.SHIFT_ANSWERS[0]) / len(answers) > 0.95  # measured: 1182 of 1200 on 300 digits
+
+
+def test_shift_changes_the_trained_models_max1_less_than_its_relu1(trained, mnist):
+    """The claim on what SimpleCNN really pools: its relu1 maps, shifted digit in, against max1."""
+    for index in range(10):
+        image = mnist.test_images[index]
+        maps = cv.live_feature_maps(trained, image)
+        moved = cv.live_feature_maps(trained, torch.roll(image, 1, -1))
+        relu = float(np.abs(moved["relu1"] - maps["relu1"]).sum() / np.abs(maps["relu1"]).sum())
+        pooled = float(np.abs(moved["max1"] - maps["max1"]).sum() / np.abs(maps["max1"]).sum())
+        assert pooled < relu

@@ -212,3 +212,24 @@ def test_output_size_question(no_model):
     for wrong in (int(o.split("×")[0]) for o in at.radio(key="t03_guess").options):
         if wrong != right:
             assert _answer(at, "t03", wrong)[0] == "wrong"
+
+
+# -- lesson 4: the one-pixel shift ----------------------------------------------------------------------
+def test_shift_question_hides_the_pooled_maps_until_check(no_model, mnist):
+    at = _run("04_pooling.py")
+    at.radio(key="t04_shift").set_value("down").run()
+    x = mnist.test_images[int(at.number_input(key="t04_index").value)].double() / 255.0
+    moved = torch.roll(x, 1, 0)
+    before = float((moved - x).abs().sum() / x.abs().sum())
+    after = float((F.max_pool2d(moved[None], 2) - F.max_pool2d(x[None], 2)).abs().sum() / F.max_pool2d(x[None], 2).sum())
+    right = "the input changes more" if before > after + 0.02 else None
+    assert right is not None  # test image 0 is one of the digits where it holds
+    assert not any(c.proto.id and "t04_shift_pooled" in c.proto.id for c in at.get("plotly_chart"))
+    at.radio(key="t04_shift_guess").set_value(right).run()
+    at.button(key="t04_shift_check").click().run()
+    assert at.success and at.success[-1].value.startswith("Right") and f"{before:.1%}" in at.success[-1].value
+    assert any(c.proto.id and "t04_shift_pooled" in c.proto.id for c in at.get("plotly_chart"))
+    for wrong in ("the max-pooled map changes more", "both change by about the same share"):
+        at.radio(key="t04_shift_guess").set_value(wrong).run()
+        at.button(key="t04_shift_check").click().run()
+        assert at.error and at.error[-1].value.startswith("Not quite")

@@ -11,6 +11,7 @@ from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.lessons import convolution as cv
 from simplecnn.lessons import figures_a as fig
+from simplecnn.lessons import pooling_shift as ps
 from simplecnn.lessons import tensors_fc as tf
 from simplecnn.model import SimpleCNN
 
@@ -87,6 +88,36 @@ with v2:
     st.latex(rf"H_{{out}} = \left\lfloor \frac{{{fmap.shape[0]} - {kernel}}}{{{stride}}} \right\rfloor + 1 = {formula}")
     st.markdown(f"torch's output shape: **{tuple(torch_max.shape)}**; the formula: **({formula}, {formula})**. "
                 f"The map shrank from {fmap.size} to {max_map.size} numbers.")
+
+# -- a one-pixel shift --------------------------------------------------------------------------------
+st.header("Move the digit by one pixel")
+st.markdown("Pooling is said to make a network less sensitive to small shifts. Test it on the real digit above "
+            "(the raw pixels, pooled like max1 with k = 2, s = 2): move it by one pixel and measure what share of "
+            "the map changes, $\\sum |x_{shifted} - x| / \\sum |x|$, before and after pooling.")
+digit = tf.model_view(image_u8)[0, 0].double().numpy()  # (28, 28) in [0, 1]
+d1, d2 = st.columns([1, 2])
+direction = d1.radio("Shift the digit", list(ps.SHIFTS), horizontal=True, key="t04_shift")
+shift_guess = d2.radio(f"Test image {index} moved one pixel {direction}: which changes more?", list(ps.SHIFT_ANSWERS),
+                       index=None, key="t04_shift_guess")
+comparison = ps.shift_comparison(digit, direction)
+st.plotly_chart(fig.maps_side_by_side({"digit": digit, f"moved {direction}": comparison["shifted"]}, height=300,
+                                      colorscale="gray"), key="t04_shift_inputs")
+if st.button("Check by running it", key="t04_shift_check"):
+    if shift_guess is None:
+        st.warning("Pick an answer first, then check.")
+    else:
+        st.session_state["t04_shift_shown"] = (index, direction, shift_guess)
+if st.session_state.get("t04_shift_shown") == (index, direction, shift_guess):
+    st.plotly_chart(fig.maps_side_by_side({"pooled digit (14, 14)": comparison["pooled"],
+                                           "pooled, moved (14, 14)": comparison["pooled_shifted"]}, height=300,
+                                          colorscale="gray"), key="t04_shift_pooled")
+    text = (f"{comparison['input_change']:.1%} of the input changes, {comparison['pooled_change']:.1%} of the pooled map; "
+            f"{comparison['pooled_unchanged']:.0%} of the pooled cells that hold ink keep exactly their value: "
+            "their maximum stayed inside the same 2×2 window.")
+    if shift_guess == comparison["answer"]:
+        st.success(f"Right: {comparison['answer']}. {text}")
+    else:
+        st.error(f"Not quite: here {comparison['answer']}. {text}")
 
 # -- the live model ------------------------------------------------------------------------------------
 st.header("Where this happens in SimpleCNN")
