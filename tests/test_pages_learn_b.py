@@ -192,12 +192,17 @@ def test_overfitting_page_trains_in_the_queue_not_on_the_page_thread(model):
     assert stored is not None and len(stored["runs"]) == 2
     at.run()  # a later visit (or a reload) reads the result from disk
     assert not at.exception, [e.value for e in at.exception]
-    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
-    msg = _check(at, "of", "no dropout, no batch norm")
+    assert not at.get("plotly_chart") and not at.dataframe  # the curves would answer the question: hidden
     runs = stored["runs"]
     assert all(len(r["val_loss"]) == 1 for r in runs)
-    widest = max(runs, key=lambda r: r["val_loss"][-1] - r["train_loss"][-1])["label"]
-    assert f"**{widest}**" in msg
+    gaps = {r["label"]: r["val_loss"][-1] - r["train_loss"][-1] for r in runs}  # from the raw curves
+    widest = max(gaps, key=gaps.get)
+    other = next(label for label in gaps if label != widest)
+    msg = _check(at, "of", widest)
+    assert "Right" in msg and f"**{widest}**" in msg
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1  # shown once checked
+    at.radio(key="of_guess").set_value(other).run()
+    assert "Not quite" in _messages(at) and f"**{widest}**" in _messages(at)
 
 
 def _mistake_counts(model: SimpleCNN) -> torch.Tensor:

@@ -83,10 +83,20 @@ comparing = (state.classroom().comparison(learner()) is not None
 if st.button("Train", type="primary", disabled=not chosen or comparing, key="of_train"):
     run_all()
     comparing = True
+    st.session_state["of_checked"] = st.session_state["of_revealed"] = False  # new runs: predict again
 st.fragment(run_every=1.0 if comparing else None)(comparison_progress)()
 
 runs, ran_with = stored_runs()
-if runs:
+# The curves answer the question at the bottom: they stay hidden until it is checked (or skipped).
+revealed = (len(chosen) < 2 or st.session_state.get("of_revealed")
+            or (st.session_state.get("of_checked") and st.session_state.get("of_guess") is not None))
+if runs and not revealed:
+    st.info("Training finished. First predict below which run ends with the largest gap, then press "
+            "**Check** to see the curves.")
+    if st.button("Show the results without answering", key="of_reveal"):
+        st.session_state["of_revealed"] = True
+        st.rerun()
+elif runs:
     if ran_with != settings:
         st.caption("These results are from earlier settings; press Train to rerun with the current ones.")
     st.plotly_chart(training_curves_figure(runs), width="stretch")
@@ -133,6 +143,8 @@ else:
         if not runs or ran_with != settings:
             run_all()
             st.rerun()
+        elif not revealed and guess is not None:
+            st.rerun()  # draw the curves above, now that the guess is in
     if st.session_state.get("of_checked"):
         if guess is None:
             st.warning("Pick an answer first, then check.")
