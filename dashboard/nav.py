@@ -39,6 +39,7 @@ LESSON_PAGES = [
     (f"{LEARN_DIR}/13_mnist.py", "13 · The MNIST dataset", ":material/pin:"),
     (f"{LEARN_DIR}/14_layer_by_layer.py", "14 · SimpleCNN layer by layer", ":material/layers:"),
     (f"{LEARN_DIR}/15_training_step.py", "15 · One real training step", ":material/play_arrow:"),
+    (f"{LEARN_DIR}/16_minibatch_noise.py", "16 · Mini-batches and gradient noise", ":material/scatter_plot:"),
 ]
 
 

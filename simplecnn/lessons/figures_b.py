@@ -254,3 +254,23 @@ def receptive_field_figure(image: np.ndarray, boxes: Sequence[tuple[str, tuple[i
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, image.shape[1] - 0.5])
     fig.update_layout(title="Receptive fields on the input", legend=dict(orientation="h", y=-0.05))
     return _compact(fig, 380)
+
+
+def minibatch_noise_figure(results) -> go.Figure:
+    """Left: cosine of every mini-batch gradient with the reference. Right: mean relative error, log-log,
+    with a 1/√B line through the smallest batch size. `results` are minibatch.BatchNoise."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("cos(batch gradient, reference)",
+                                                        "‖batch − reference‖ / ‖reference‖"))
+    for r in results:
+        fig.add_trace(go.Scatter(x=[r.batch_size] * len(r.cosines), y=r.cosines, mode="markers",
+                                 marker=dict(color=BLUE, size=7, opacity=0.6), showlegend=False), 1, 1)
+    sizes = [r.batch_size for r in results]
+    means = [float(np.mean(r.relative_errors)) for r in results]
+    fig.add_trace(go.Scatter(x=sizes, y=means, mode="lines+markers", name="measured", line=dict(color=ORANGE)), 1, 2)
+    fig.add_trace(go.Scatter(x=sizes, y=[means[0] * (sizes[0] / s) ** 0.5 for s in sizes], mode="lines",
+                             name="∝ 1/√B", line=dict(color=GREY, dash="dash")), 1, 2)
+    fig.update_xaxes(type="log", title_text="batch size B")
+    fig.update_yaxes(range=[-1.05, 1.05], row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_layout(legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return _compact(fig, 340)
