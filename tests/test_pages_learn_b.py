@@ -58,7 +58,17 @@ def test_adam_page(model):
         at.number_input(key=key)
     for key in ("adam_beta1", "adam_steps"):
         at.slider(key=key)
-    assert any("torch.optim.Adam" in s.value and "**yes**" in s.value for s in at.success)
+    # the hand-written table against a torch.optim.Adam run made here (defaults: α 0.1, k 1, θ₀ 0, 10 steps)
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    reference = []
+    for _ in range(10):
+        opt.zero_grad()
+        ((theta - 3.0) ** 2).sum().backward()
+        opt.step()
+        reference.append(float(theta.detach()[0]))
+    table = next(df.value for df in at.dataframe if "θ after" in df.value.columns)
+    assert table["θ after"].tolist() == pytest.approx(reference, abs=1e-12)
     if model is None:
         assert any("missing" in i.value for i in at.info)
     assert "Right" in _check(at, "adam", "about the same size")
@@ -96,7 +106,13 @@ def _sign_of_dl_dw(x: float, w: float, b: float, t: float) -> str:
 def test_backprop_page(model):
     at = _app("09_backprop.py", model)
     assert len(at.get("plotly_chart")) == 3  # the graph, the gradient norms, the real layers
-    assert any("torch.autograd" in s.value and "**yes**" in s.value for s in at.success)
+    # the "by hand" column against autograd run here on the default x=1.5, w=0.8, b=-0.2, t=1
+    leaves = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in (("x", 1.5), ("w", 0.8), ("b", -0.2))}
+    ((torch.sigmoid(leaves["w"] * leaves["x"] + leaves["b"]) - 1.0) ** 2).backward()
+    table = next(df.value for df in at.dataframe if "by hand" in df.value.columns)
+    by_hand = dict(zip(table["gradient"], table["by hand"]))
+    for n, leaf in leaves.items():
+        assert by_hand[f"∂L/∂{n}"] == pytest.approx(float(leaf.grad), abs=1e-12), n
     # defaults x=1.5, w=0.8, b=-0.2, t=1: the question asks about t = 0, which the tables do not show
     truth = _sign_of_dl_dw(1.5, 0.8, -0.2, 0.0)
     assert truth == "positive"
@@ -161,6 +177,15 @@ def test_batch_norm_page_does_not_touch_the_live_model(model):
     at.slider(key="bn_gamma_5").set_value(2.0).run()
     at.slider(key="bn_beta_5").set_value(-1.0).run()
     assert any("mean β = -1" in s.value and "|γ| = 2" in s.value and "**yes**" in s.value for s in at.success)
+    if model is not None:  # the statistics in the table, recomputed here from conv1 of the same 64 digits
+        from simplecnn.data import load_dataset, to_float
+
+        with torch.no_grad():
+            conv = model.conv1(to_float(load_dataset("mnist").test_images[:64]))[:, 5]
+        table = next(df.value for df in at.dataframe if "mean μ used" in df.value.columns)
+        rows = dict(zip(table[""], zip(table["mean μ used"], table["variance σ² used"])))
+        assert rows["train mode: batch statistics"] == (f"{float(conv.mean()):.4g}", f"{float(conv.var(unbiased=False)):.4g}")
+        assert rows["eval mode: running statistics (buffers)"][0] == f"{float(model.batch1.running_mean[5]):.4g}"
     assert "Right" in _check(at, "bn", "It changes only in train mode")
     if model is not None:
         live = at.session_state["_bundled_copy"]
