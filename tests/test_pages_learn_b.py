@@ -228,6 +228,11 @@ def test_overfitting_page_trains_in_the_queue_not_on_the_page_thread(model):
     assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1  # shown once checked
     at.radio(key="of_guess").set_value(other).run()
     assert "Not quite" in _messages(at) and f"**{widest}**" in _messages(at)
+    at.session_state["of_checked"] = False  # as after pressing Train again: hidden, until skipped
+    at.run()
+    assert not at.get("plotly_chart")
+    at.button(key="of_reveal").click().run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
 
 
 def _mistake_counts(model: SimpleCNN) -> torch.Tensor:
