@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from captum.robust import FGSM, PGD
 from torch import nn
 
-from ._common import PIXEL_MAX, PIXEL_MIN, Stopwatch, evaluating, image_batch, one_image, probabilities
+from .common import PIXEL_MAX, PIXEL_MIN, Stopwatch, evaluating, image_batch, one_image, probabilities
 
 PGD_STEPS = 20  # default number of PGD steps: converged for SimpleCNN at the ε that matter (< 0.3)
 MAX_PGD_STEPS = 100  # the page's bound: 100 steps on one image take well under a second

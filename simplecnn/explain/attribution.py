@@ -36,7 +36,7 @@ from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
 from scipy import ndimage, stats
 from torch import nn
 
-from ._common import Stopwatch, evaluating, one_image, probabilities
+from .common import Stopwatch, evaluating, one_image, probabilities
 
 METHODS = ("Saliency", "Integrated Gradients", "Grad-CAM (conv2)", "Occlusion")
 SIGNED = {"Saliency": False, "Integrated Gradients": True, "Grad-CAM (conv2)": False, "Occlusion": True}
@@ -212,10 +212,13 @@ class SanityCheck:
     seconds: float
 
     def label(self, stage: str) -> str:
+        """Short row label: which layers are random at this stage."""
         if stage == "trained":
             return "trained weights"
         upto = RANDOMISE_ORDER[: RANDOMISE_ORDER.index(stage) + 1]
-        return "random " + ", ".join(upto)
+        if len(upto) == len(RANDOMISE_ORDER):
+            return "all four random"
+        return (", ".join(upto) if len(upto) <= 2 else f"{upto[0]} … {upto[-1]}") + " random"
 
 
 def cascading_randomisation(model: nn.Module, x, target: int | None = None, layers=RANDOMISE_ORDER,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Stopwatch, evaluating, one_image
+from .common import Stopwatch, evaluating, one_image
 
 SIZE = 28
 HALF = SIZE / 2  # normalised coordinates of grid_sample (align_corners=False): pixel units / HALF
