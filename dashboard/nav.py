@@ -8,6 +8,7 @@ HOME = "pages/home.py"
 TRAIN = "pages/train.py"
 DRAW = "pages/draw.py"
 INSIDE = "pages/inside.py"
+EXPLAIN = "pages/explain.py"
 RESULTS = "pages/results.py"
 DATA = "pages/data.py"
 LEARN_DIR = "pages/learn"
@@ -19,6 +20,7 @@ DASHBOARD_PAGES = [
     (TRAIN, "Train", ":material/model_training:"),
     (DRAW, "Draw", ":material/draw:"),
     (INSIDE, "Inside the network", ":material/biotech:"),
+    (EXPLAIN, "Explain", ":material/psychology:"),
     (RESULTS, "Results", ":material/analytics:"),
     (DATA, "Data", ":material/dataset:"),
 ]

@@ -1,0 +1,420 @@
+"""Explain: attack the model, ask four methods why it answered, and move the digit until it stops reading it.
+
+Three sections on one input (a test image by default, or the learner's drawing) and one model (the
+same picker as Draw and Inside): adversarial attacks (FGSM, PGD, the smallest targeted change, and
+robustness compared between two models), an attribution bench with Adebayo et al.'s sanity check,
+and an invariance probe. The computations live in `simplecnn.explain`; each result is kept in this
+session keyed by (model, weights version, input bytes, settings), so moving one slider recomputes
+one thing. A learner's model is never put in a server-wide cache.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import astuple
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from dashboard import nav, state
+from dashboard.canvas import clear_canvas, digit_canvas
+from simplecnn import explain_plots, plots
+from simplecnn.drawing import preprocess_steps
+from simplecnn.explain import attacks, attribution, invariance
+from simplecnn.explain.common import Stopwatch, one_image, probabilities
+from simplecnn.explain.invariance import PROBES, Pose
+from simplecnn.inspection import as_batch
+
+CANVAS = "explain_canvas"
+SHORT = {"Saliency": "Saliency", "Integrated Gradients": "IG", "Grad-CAM (conv2)": "Grad-CAM", "Occlusion": "Occlusion"}
+SOURCES = ("Test image", "Your drawing")
+CACHE = "_explain_cache"  # session_state: kind -> {key: result}, a few entries per kind
+CACHE_ENTRIES = 8
+TARGET_MAX_EPS = 0.5  # the targeted search looks inside this L∞ ball
+ROBUST_IMAGES = 100  # test images for the robustness comparison
+ROBUST_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+ROBUST_PGD_STEPS = 10
+SLIDERS = {  # probe name -> (min, max, step, format) of its slider; the curves span the same range
+    "shift_x": (-10.0, 10.0, 1.0, "%+.0f px"),
+    "shift_y": (-10.0, 10.0, 1.0, "%+.0f px"),
+    "angle": (-90.0, 90.0, 5.0, "%+.0f°"),
+    "scale": (0.4, 2.0, 0.05, "×%.2f"),
+    "thickness": (-1.0, 3.0, 0.25, "%+.2f px"),
+}
+
+
+# -- session cache ---------------------------------------------------------------------------------
+def memo(kind: str, key: tuple, compute):
+    """`compute()` once per key in this session; the newest CACHE_ENTRIES results of each kind are kept."""
+    store = st.session_state.setdefault(CACHE, {}).setdefault(kind, {})
+    if key in store:
+        store[key] = store.pop(key)  # newest last
+        return store[key]
+    value = compute()
+    store[key] = value
+    while len(store) > CACHE_ENTRIES:
+        store.pop(next(iter(store)))
+    return value
+
+
+def model_tag(key: str) -> tuple[str, int]:
+    """(model choice, weights version): changes whenever the chosen model's weights do."""
+    entry = state.runs().get(key)
+    return key, entry.job.weights_version if entry is not None and entry.job is not None else 0
+
+
+def digest(x: torch.Tensor) -> str:
+    return hashlib.blake2b(x.numpy().tobytes(), digest_size=16).hexdigest()
+
+
+def trained_with_shifts(key: str) -> bool | None:
+    """Whether the model was trained with random ±2 px shifts (TrainConfig.augment); None if unknown."""
+    if key == state.BUNDLED:
+        config = state.bundled_model_meta().get("config") or {}
+        return config.get("augment") if isinstance(config, dict) else None
+    entry = state.runs().get(key)
+    if entry is not None and entry.job is not None:
+        return bool(entry.job.config.augment)
+    return None
+
+
+# -- the input -------------------------------------------------------------------------------------
+def pick_input(ds) -> tuple[torch.Tensor | None, str, int | None]:
+    """(1, 1, 28, 28) input, its description, its true class (None for a drawing)."""
+    source = st.segmented_control("Input", SOURCES, default=SOURCES[0], key="explain_source", required=True)
+    if source == "Your drawing":
+        image = digit_canvas(CANVAS, stroke_width=st.session_state.get("explain_stroke", 20))
+        cols = st.columns([1, 2], vertical_alignment="center")
+        cols[0].button("Clear", key="explain_clear", icon=":material/delete:", on_click=clear_canvas, args=(CANVAS,))
+        cols[1].slider("Stroke width", 6, 40, 20, key="explain_stroke")
+        steps = preprocess_steps(image, ink="light") if image is not None else None
+        if steps is None:
+            st.info("Draw a digit on the black canvas: it is prepared like an MNIST digit, as on the Draw page.",
+                    icon=":material/draw:")
+            return None, "", None
+        return steps.tensor.float(), "your drawing", None
+    n = len(ds.test_labels)
+    index = int(st.number_input(f"Test image index (0–{n - 1})", min_value=0, max_value=n - 1, value=0, step=1,
+                                key="explain_index"))
+    return as_batch(ds.test_images[index]), f"test image #{index}", int(ds.test_labels[index])
+
+
+def reading(model, x: torch.Tensor) -> np.ndarray:
+    """The model's probabilities (num_classes,) for one image."""
+    return probabilities(model, one_image(x, model))[0]
+
+
+# -- 1. attacks ------------------------------------------------------------------------------------
+def attack_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
+    model = state.get_model(key)
+    if model is None:
+        st.warning("This model is no longer available: pick another one above.")
+        return
+    tag = model_tag(key)
+    probs = reading(model, x)
+    answer = int(probs.argmax())
+    st.markdown(f"An attack changes every pixel by at most **ε** (on the 0–1 scale the network reads, so "
+                f"ε = 0.1 is 26 of 255 grey levels) in the direction that hurts the model's answer, "
+                f"**{classes[answer]}**, most. **FGSM** takes one step of size ε along the sign of the "
+                "gradient; **PGD** takes many small steps and stays inside the ε limit, so it finds stronger "
+                "changes of the same size.")
+    c1, c2, c3 = st.columns([1.1, 2, 1.4], vertical_alignment="bottom")
+    method = c1.segmented_control("Attack", attacks.METHODS, default="FGSM", key="explain_method", required=True)
+    eps = float(c2.slider("ε: the most any pixel may change", 0.0, 0.5, 0.1, 0.01, key="explain_eps",
+                          format="%.2f"))
+    steps = int(c3.slider("PGD steps", 1, attacks.MAX_PGD_STEPS, attacks.PGD_STEPS, key="explain_steps",
+                          disabled=method != "PGD", help="Each step moves every pixel by 2.5·ε/steps, then "
+                          "projects back into the ε limit and into 0–1."))
+    steps = steps if method == "PGD" else 1
+    result = memo("attack", (tag, dig, method, eps, steps, answer),
+                  lambda: attacks.attack(model, x, answer, eps, method, steps))
+    after = result.after
+    outcome = (f"now says **{classes[after]}** with {result.probs_after[after]:.1%}"
+               if after != answer else f"still says **{classes[answer]}**, now with {result.probs_after[answer]:.1%}")
+    st.markdown(f"**{method}, ε = {eps:.2f}**: the model {outcome} (before: {result.probs_before[answer]:.1%}).")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(explain_plots.attack_images(result.original, result.perturbed, eps), key="explain_attack_fig",
+                        config={"displayModeBar": False})
+    with right:
+        st.plotly_chart(explain_plots.probability_change(result.probs_before, result.probs_after, classes),
+                        key="explain_attack_probs", config={"displayModeBar": False})
+    st.caption(f"The change: {result.changed_pixels} of 784 pixels moved, none by more than L∞ = {result.linf:.3f} "
+               f"({result.linf * 255:.0f} of 255 grey levels); its length over all pixels is L2 = {result.l2:.2f}. "
+               f"The right panel shows it magnified. Computed in {result.seconds * 1000:.0f} ms.")
+
+    st.subheader("Make it a …")
+    options = list(range(len(classes)))
+    default = 7 if answer != 7 else 3
+    target = int(st.selectbox("Target class", options, index=default, format_func=lambda c: classes[c],
+                              key="explain_target"))
+    search = memo("target", (tag, dig, target),
+                  lambda: attacks.smallest_targeted_change(model, x, target, max_epsilon=TARGET_MAX_EPS))
+    found = search.found
+    if found is None:
+        st.info(f"No change within ε = {TARGET_MAX_EPS} made the model say **{classes[target]}** "
+                f"({len(search.tried)} tries, {search.seconds:.1f} s).")
+    elif found.epsilon == 0.0:
+        st.info(f"The model already says **{classes[target]}**: no change is needed. Pick another class.")
+    else:
+        st.markdown(f"Smallest change found: **ε = {found.epsilon:.3f}**. The model says **{classes[found.after]}** "
+                    f"with {found.probs_after[found.after]:.1%}. Measured on the returned image: "
+                    f"**L∞ = {found.linf:.3f}** ({found.linf * 255:.0f} of 255 grey levels per pixel at most), "
+                    f"**L2 = {found.l2:.2f}**, {found.changed_pixels} pixels changed.")
+        left, right = st.columns([3, 2])
+        with left:
+            st.plotly_chart(explain_plots.attack_images(found.original, found.perturbed, found.epsilon),
+                            key="explain_target_fig", config={"displayModeBar": False})
+        with right:
+            st.plotly_chart(explain_plots.probability_change(found.probs_before, found.probs_after, classes),
+                            key="explain_target_probs", config={"displayModeBar": False})
+        st.caption(f"Targeted PGD ({found.steps} steps) inside an ε limit found by halving: "
+                   f"{len(search.tried)} tries in {search.seconds:.2f} s. At ε = {search.largest_failure:.3f} it did "
+                   f"not reach {classes[target]}, so the smallest ε lies between the two (for this search; "
+                   "a cleverer attack may need less).")
+    robustness_comparison(key, classes)
+
+
+def compare_choices(key: str) -> dict[str, str]:
+    return {k: label for k, label in state.model_choices().items() if k != key}
+
+
+def robustness_comparison(key: str, classes) -> None:
+    st.subheader("How robust is this model?")
+    others = compare_choices(key)
+    options = [""] + list(others)
+    default = (state.BUNDLED if state.BUNDLED in others
+               else next(reversed(others), ""))
+    other = st.selectbox("Compare with", options, index=options.index(default), key="explain_compare",
+                         format_func=lambda k: others.get(k, "no other model"))
+    keys = [key] + ([other] if other else [])
+    ds = state.dataset()
+    cache_key = tuple(model_tag(k) for k in keys) + (state.dataset_name(),)
+    store = st.session_state.setdefault(CACHE, {}).setdefault("robust", {})
+    pressed = st.button(f"Attack {ROBUST_IMAGES} test images at {len(ROBUST_EPS)} values of ε", key="explain_robust",
+                   icon=":material/shield:",
+                   help=f"FGSM and PGD ({ROBUST_PGD_STEPS} steps) on the first {ROBUST_IMAGES} test images, for "
+                        "each model. Several seconds per model on a small CPU.")
+    if pressed and cache_key not in store:
+        bar = st.progress(0.0, text="Attacking…")
+        images, labels = ds.test_images[:ROBUST_IMAGES], ds.test_labels[:ROBUST_IMAGES]
+        total, done = 2 * len(keys) * len(ROBUST_EPS), [0]
+        curves, seconds = {}, {}
+        for k in keys:
+            model = state.get_model(k)
+            if model is None:
+                continue
+            label = "this model" if k == key else "compared model"
+            curves[label] = {}
+            with Stopwatch() as watch:
+                for method in attacks.METHODS:
+                    def tick(_i, _n, method=method):
+                        done[0] += 1
+                        bar.progress(done[0] / total, text=f"{method} on {label}: {done[0]}/{total}")
+                    curves[label][method] = attacks.accuracy_under_attack(
+                        model, images, labels, ROBUST_EPS, method, steps=ROBUST_PGD_STEPS, progress=tick)
+            seconds[label] = watch.seconds
+        bar.empty()
+        store.clear()  # one comparison at a time is enough
+        store[cache_key] = (curves, seconds)
+    if cache_key not in store:
+        st.caption("Press the button to measure how accuracy falls as ε grows"
+                   + (f", for this model and {others[other]}." if other else "."))
+        return
+    curves, seconds = store[cache_key]
+    names = {"this model": state.model_choices().get(key, key)}
+    if other:
+        names["compared model"] = others.get(other, other)
+    st.plotly_chart(explain_plots.robustness_curves(ROBUST_EPS, curves), key="explain_robust_fig",
+                    config={"displayModeBar": False})
+    rows = []
+    for label, by_method in curves.items():
+        row = {"model": f"{label}: {names.get(label, '')}", "clean accuracy": f"{by_method['FGSM'][0]:.0%}"}
+        for method, acc in by_method.items():
+            eps = attacks.epsilon_at_accuracy(ROBUST_EPS, acc, 0.5)
+            row[f"ε where {method} accuracy < 50 %"] = f"{eps:.3f}" if eps is not None else f"> {ROBUST_EPS[-1]}"
+        row["time"] = f"{seconds[label]:.1f} s"
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("A larger ε before the accuracy halves means a more robust model. Training with shifted digits "
+               "does not buy robustness to these changes: they are tiny everywhere, not a move of the whole digit.")
+
+
+# -- 2. attributions -------------------------------------------------------------------------------
+def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
+    model = state.get_model(key)
+    if model is None:
+        return
+    tag = model_tag(key)
+    answer = int(reading(model, x).argmax())
+    st.markdown("Four ways to ask which pixels made the model give a class its score (the logit before "
+                "softmax). They answer different questions, so they disagree.")
+    c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
+    # -1 stands for "whatever the model answers" (a None option would show as an empty box)
+    choice = int(c1.selectbox("Explain the score of", [-1] + list(range(len(classes))), key="explain_attr_class",
+                              format_func=lambda c: f"the model's answer ({classes[answer]})" if c < 0 else classes[c]))
+    cls = answer if choice < 0 else choice
+    ig_steps = int(c2.slider("Integrated Gradients steps", 8, attribution.MAX_IG_STEPS, attribution.IG_STEPS,
+                             step=8, key="explain_ig_steps"))
+    window = int(c3.slider("Occlusion square (px)", 2, 8, attribution.OCCLUSION_WINDOW, key="explain_window",
+                           help="Moved in steps of half its side: 13×13 positions for 4 px."))
+    bench = memo("bench", (tag, dig, cls, ig_steps, window),
+                 lambda: attribution.attribution_bench(model, x, cls, ig_steps, window))
+    st.plotly_chart(explain_plots.attribution_maps(x, bench.maps, attribution.SIGNED), key="explain_bench_fig",
+                    config={"displayModeBar": False})
+    for col, method in zip(st.columns(4), attribution.METHODS):
+        col.caption(f"**{method}**: {attribution.WHAT_IT_MEASURES[method]} ({bench.seconds[method] * 1000:.0f} ms)")
+    gap = bench.ig_sum - bench.logit_difference
+    st.markdown(f"Integrated Gradients for **{classes[cls]}** add up to **{bench.ig_sum:.3f}**; the score of the "
+                f"image minus the score of a black image is **{bench.logit_difference:.3f}** (gap {gap:+.3f}, "
+                f"{ig_steps} steps). Each map is scaled to its own largest value; the blue line is the digit's outline.")
+    if float(np.abs(bench.cam).max()) == 0.0:
+        st.info("Grad-CAM is zero everywhere here: the weighted sum of conv2's maps is negative at every "
+                "position, and Grad-CAM keeps only the positive part.", icon=":material/info:")
+
+    st.subheader("Sanity check: do the maps depend on the weights?")
+    st.markdown("Adebayo et al. (2018) proposed a test: destroy the model's weights layer by layer, from the top "
+                "(fc2, then fc1, conv2, conv1), and recompute each map. An explanation of the *model* must "
+                "change; a map that stays the same is showing the *image*. Guess which maps will survive, then run it.")
+    check_key = (tag, dig, cls, ig_steps, window)
+    store = st.session_state.setdefault(CACHE, {}).setdefault("sanity", {})
+    if st.button("Randomise layer by layer", key="explain_sanity", icon=":material/shuffle:") and check_key not in store:
+        with st.spinner("Recomputing the four maps for each randomised copy…"):
+            store.clear()
+            store[check_key] = attribution.cascading_randomisation(model, x, cls, ig_steps=ig_steps, window=window)
+    check = store.get(check_key)
+    if check is None:
+        return
+    labels = [check.label(s) for s in check.stages]
+    st.plotly_chart(explain_plots.attribution_grid(x, check.maps, attribution.SIGNED, row_titles=labels),
+                    key="explain_sanity_fig", config={"displayModeBar": False})
+    table = pd.DataFrame({"weights": labels})
+    for method in attribution.METHODS:
+        table[f"{SHORT[method]} · all"] = check.correlations[method]
+        table[f"{SHORT[method]} · ink"] = check.ink_correlations[method]
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:]})
+    sal, ig = check.correlations["Saliency"][-1], check.correlations["Integrated Gradients"][-1]
+    st.caption(f"Spearman rank correlation of |map| with the trained model's map (1 = same order of importance), "
+               "over all 784 pixels (all) or over the pixels with ink (ink). "
+               f"With every layer random, Saliency keeps {sal:.2f} and Integrated Gradients {ig:.2f} over the whole "
+               "image. Integrated Gradients and Occlusion are zero wherever the image is black, whatever the "
+               "weights, so the digit's shape survives in them; over the ink alone they change more. "
+               f"Computed in {check.seconds:.1f} s.")
+
+
+# -- 6. invariance ---------------------------------------------------------------------------------
+def setting(name: str, value: float) -> str:
+    """A probe value as the learner reads it: "+3 px", "−15°", "×1.25"."""
+    if name == "scale":
+        return f"×{value:g}"
+    sign = "+" if value > 0 else ("−" if value < 0 else "")
+    unit = PROBES[name].unit
+    return f"{sign}{abs(value):g}{'' if unit == '°' else ' '}{unit}"
+
+
+def _reset_pose() -> None:
+    for name in SLIDERS:
+        st.session_state[f"explain_{name}"] = float(getattr(Pose(), PROBES[name].field))
+
+
+def invariance_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
+    model = state.get_model(key)
+    if model is None:
+        return
+    tag = model_tag(key)
+    cls = int(reading(model, x).argmax())
+    st.markdown(f"Move, turn, resize and thicken the input and watch the model's confidence in **{classes[cls]}** "
+                "(its answer for the unchanged input). Each curve varies one setting over its whole range, the "
+                "others staying where the sliders are: one batched forward pass per curve.")
+    values = {}
+    cols = st.columns(len(SLIDERS) + 1, vertical_alignment="bottom")
+    for col, (name, (lo, hi, step, fmt)) in zip(cols, SLIDERS.items()):
+        neutral = float(getattr(Pose(), PROBES[name].field))
+        values[name] = float(col.slider(PROBES[name].label, lo, hi, neutral, step, format=fmt, key=f"explain_{name}"))
+    cols[-1].button("Reset", key="explain_reset", icon=":material/restart_alt:", on_click=_reset_pose)
+    pose = Pose(**{PROBES[name].field: v for name, v in values.items()})
+    curves = memo("probe", (tag, dig, astuple(pose), cls), lambda: invariance.probe_all(model, x, pose, cls))
+    moved = invariance.transform(x, pose)
+    probs = reading(model, moved)
+    now = int(probs.argmax())
+    left, right = st.columns([1, 3])
+    with left:
+        st.plotly_chart(plots.digit_image(moved, height=230), key="explain_moved_fig",
+                        config={"displayModeBar": False})
+        if now == cls:
+            st.markdown(f"The model still reads **{classes[now]}** ({probs[now]:.1%}).")
+        else:
+            st.markdown(f"The model now reads **{classes[now]}** ({probs[now]:.1%}); "
+                        f"P({classes[cls]}) = {probs[cls]:.1%}.")
+    with right:
+        grid = st.columns(3)
+        for i, (name, curve) in enumerate(curves.items()):
+            spec = PROBES[name]
+            with grid[i % 3]:
+                st.plotly_chart(explain_plots.probe_curve(curve.values, curve.confidence, curve.predicted, cls, classes,
+                                                          values[name], spec.label, spec.unit, curve.readable_range()),
+                                key=f"explain_probe_{name}", config={"displayModeBar": False})
+    spans = []
+    for name, curve in curves.items():
+        span = curve.readable_range()
+        label = PROBES[name].label.lower()
+        spans.append(f"{label} {setting(name, span[0])} to {setting(name, span[1])}" if span else
+                     f"{label}: not even unchanged")
+    total_ms = sum(c.seconds for c in curves.values()) * 1000
+    st.markdown(f"With the other sliders where they are, the model still answers **{classes[cls]}** for: "
+                + "; ".join(spans) + f". (Hollow points: another answer. {total_ms:.0f} ms for all five curves.)")
+    shifts = trained_with_shifts(key)
+    note = {True: "This model was trained with random shifts of ±2 px (data augmentation), so small moves are "
+                  "part of what it has seen.",
+            False: "This model was trained without shifted copies (augmentation off), so it only ever saw "
+                   "centred digits.",
+            None: "Whether this model was trained with shifted digits is not recorded."}[shifts]
+    st.caption("Why it tolerates some shift: convolutions move their feature maps along with the digit, and "
+               "each 2×2 max-pool keeps the strongest value of a block, so a pixel or two of movement changes "
+               "little; but fc1 has separate weights for each of the 4×4 pooled positions, so a digit moved "
+               f"further lands where the classifier never saw strokes. {note} Rotation, size and stroke width "
+               "are not built in at all: the model copes only as far as MNIST's own handwriting varied.")
+
+
+# -- the page --------------------------------------------------------------------------------------
+st.title("Explain")
+st.markdown("Three ways to question the network about one image: how little must change for it to answer "
+            "something else, which pixels each explanation method blames, and how far the digit can move "
+            "before the network stops reading it.")
+
+ds = state.dataset()
+classes = ds.classes
+top = st.columns([1, 1], gap="large")
+with top[0]:
+    model, model_label = state.model_picker("Model", help="The bundled pretrained model, or one of your runs.")
+    if model is None:
+        st.info(model_label)
+        nav.link(nav.TRAIN, "Train a model", icon=":material/model_training:")
+        st.stop()
+    x, description, true_class = pick_input(ds)
+if x is None:
+    st.stop()
+model_key = state.selected_model_key()
+x = x.detach().cpu().float()
+input_digest = digest(x)
+first = reading(model, x)
+with top[1]:
+    c1, c2 = st.columns([1, 1.3])
+    with c1:
+        st.plotly_chart(plots.digit_image(x, height=220), key="explain_input_fig", config={"displayModeBar": False})
+    with c2:
+        said = int(first.argmax())
+        truth = f" · true class **{classes[true_class]}**" if true_class is not None else ""
+        st.markdown(f"Input: {description}{truth}")
+        st.markdown(f"### The model says {classes[said]}")
+        st.markdown(f"with {first[said]:.1%} confidence  \n{model_label}")
+
+attack_tab, bench_tab, probe_tab = st.tabs(["Attack", "Attribution bench", "Invariance probe"])
+with attack_tab:
+    st.fragment(attack_section)(model_key, x, input_digest, classes)
+with bench_tab:
+    st.fragment(attribution_section)(model_key, x, input_digest, classes)
+with probe_tab:
+    st.fragment(invariance_section)(model_key, x, input_digest, classes)
