@@ -117,7 +117,9 @@ def free_port() -> int:
 class AppServer:
     """`streamlit run app.py --server.headless true` on 127.0.0.1:<free port>; stopped by its own PID."""
 
-    def __init__(self, env: dict[str, str] | None = None, options: list[str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, options: list[str] | None = None,
+                 prefix: list[str] | None = None) -> None:
+        self.prefix = prefix or []  # e.g. ["taskset", "-c", "0"]: pins the server and its children
         self.options = [a for opt in (options or []) for a in (f"--{opt.partition('=')[0]}", opt.partition("=")[2])]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -128,7 +130,7 @@ class AppServer:
     def __enter__(self) -> Self:
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                [*self.prefix, sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                  "--server.port", str(self.port), "--server.address", "127.0.0.1",
                  "--browser.gatherUsageStats", "false", *self.options],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
