@@ -49,10 +49,20 @@ def _image2d(img: Any) -> np.ndarray:
     return arr
 
 
+# The parts of the template our figures use. plotly validates a template on every figure, and the
+# whole of plotly_white (defaults for 3-D scenes, maps, polar plots and 24 trace types) took 6 of the
+# ~10 ms a small figure costs to build; this subset takes ~1.5 ms and looks the same on our charts.
+TEMPLATE_LAYOUT_KEYS = ("autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "paper_bgcolor",
+                        "plot_bgcolor", "coloraxis", "xaxis", "yaxis", "title")
+TEMPLATE_TRACE_TYPES = ("bar", "heatmap")
+
+
 @functools.lru_cache(maxsize=1)
 def _template() -> dict:
-    """The template as plain data: plotly validates a dict ~4x faster than it copies a named template."""
-    return pio.templates[TEMPLATE].to_plotly_json()
+    """The template as plain data, trimmed to what these figures use (see TEMPLATE_LAYOUT_KEYS)."""
+    full = pio.templates[TEMPLATE].to_plotly_json()
+    return {"layout": {k: v for k, v in full["layout"].items() if k in TEMPLATE_LAYOUT_KEYS},
+            "data": {k: v for k, v in full["data"].items() if k in TEMPLATE_TRACE_TYPES}}
 
 
 def _base_layout(height: int, title: str | None = None, **layout: Any) -> dict:
