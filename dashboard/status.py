@@ -12,7 +12,31 @@ from dashboard import state
 from dashboard.identity import learner, personal_link
 from simplecnn.jobs import JobSnapshot
 
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # live parts while a run trains
+QUEUED_REFRESH_SECONDS = 3.0  # while it only waits: its queue position changes once per finished run
+
+
+def refresh_seconds(job) -> float | None:
+    """How often the live parts of a page refresh for this job: each second while it trains, every
+    3 s while it waits in the queue (a class's queued runs were most of a server's refresh work),
+    never without one."""
+    if job is None:
+        return None
+    return QUEUED_REFRESH_SECONDS if job.status == "queued" else REFRESH_SECONDS
+
+
+def live_fragment(name: str, body, job) -> None:
+    """Run `body` as a fragment refreshing at refresh_seconds(job), remembering that interval."""
+    interval = refresh_seconds(job)
+    st.session_state[f"_refresh_{name}"] = interval
+    st.fragment(run_every=interval)(body)()
+
+
+def follow_refresh(name: str, job) -> None:
+    """Inside a live fragment: when its job now wants another interval (queued -> training), rerun the
+    whole page, which registers the fragment again at the new one."""
+    if st.session_state.get(f"_refresh_{name}") != refresh_seconds(job):
+        st.rerun()
 
 
 def format_eta(seconds: float) -> str:
@@ -54,6 +78,7 @@ def _status_body() -> None:
             st.rerun()  # a run just ended: redraw the whole page with its results
         return
     st.session_state["_status_was_active"] = True
+    follow_refresh("status", job)
     snap = job.snapshot()
     st.markdown(f"**Training** `{snap.id}`  \n{snap.label}")
     fraction, text = progress_text(snap)
@@ -67,9 +92,8 @@ def _status_body() -> None:
 
 def training_status() -> None:
     """Draw the status block in the sidebar; refreshes itself only while a run is active."""
-    active = state.active_job() is not None
     with st.sidebar:
-        st.fragment(run_every=REFRESH_SECONDS if active else None)(_status_body)()
+        live_fragment("status", _status_body, state.active_job())
 
 
 def learner_link_ui() -> None:

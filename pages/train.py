@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import state
 from dashboard.identity import learner
-from dashboard.status import REFRESH_SECONDS, format_eta, progress_text
+from dashboard.status import follow_refresh, format_eta, live_fragment, progress_text
 from dashboard.widgets import keep
 from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoint
 from simplecnn.classroom import DEFAULT_SPEED, RunRefused, split_sizes
@@ -151,6 +152,8 @@ def live_ui() -> None:
         st.info("Set the knobs above and press **Start**. Training runs in the background: you can visit "
                 "other pages while it learns, and stop it from the sidebar.")
         return
+    if run.job.active:
+        follow_refresh("train_live", run.job)
     snap = run.job.snapshot()
     fraction, text = progress_text(snap)
     st.progress(fraction if snap.status not in ("finished",) else 1.0, text=f"**{snap.id}** · {snap.status} · {text}")
@@ -176,10 +179,28 @@ def live_ui() -> None:
         m3.metric("Validation accuracy", f"{last['val_accuracy']:.2f}%", help=f"after epoch {last['epoch']}")
         m4.metric("Validation loss", f"{last['val_loss']:.4f}")
     others = [(r.label + f" ({r.id})", r.snapshot().history) for r in overlay_runs() if r.id != run.id]
-    st.plotly_chart(training_curves(snap.history, other_runs=others, label=f"{run.label} ({run.id})"),
-                    width="stretch", theme=None, key="train_curves")
+    if snap.status == "queued" and not snap.history.steps and not others:
+        st.caption("The curves start when your run leaves the queue.")
+    else:
+        st.plotly_chart(curves_figure(run.id, run.label, snap, others), width="stretch", theme=None,
+                        key="train_curves")
     if snap.status in ("running", "queued", "stopping"):
         st.caption(f"Compute path: {snap.history.compute_path or 'starting'}")
+
+
+def curves_figure(run_id: str, label: str, snap, others: list) -> go.Figure:
+    """The loss/accuracy figure, rebuilt only when a curve has new points (it refreshes every second,
+    and rebuilding an unchanged figure was most of what a waiting learner's page cost the server)."""
+    def size(history) -> tuple[int, int]:
+        return len(history.steps), len(history.epochs)
+
+    key = (run_id, snap.status, size(snap.history), tuple((name, size(h)) for name, h in others))
+    cached = st.session_state.get("_train_curves")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fig = training_curves(snap.history, other_runs=others, label=f"{label} ({run_id})")
+    st.session_state["_train_curves"] = (key, fig)
+    return fig
 
 
 def overlay_runs() -> list[state.RunEntry]:
@@ -296,8 +317,7 @@ where = (f"trainings go to the Ray cluster at `{ray_address()}`" if ray_address(
 st.caption(f"Dataset: **{state.dataset_name()}** · SimpleCNN, 582,218 parameters · {where}")
 config = settings_ui()
 controls_ui(config)
-active = state.active_job() is not None
-st.fragment(run_every=REFRESH_SECONDS if active else None)(live_ui)()
+live_fragment("train_live", live_ui, state.active_job())
 st.subheader("Run history")
 history_ui()
 st.subheader("Checkpoints")
