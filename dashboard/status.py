@@ -6,6 +6,9 @@ Each refresh only tells the classroom that the learner is still around (see Clas
 """
 from __future__ import annotations
 
+import html
+import time
+
 import streamlit as st
 
 from dashboard import state
@@ -18,11 +21,11 @@ QUEUED_REFRESH_SECONDS = 3.0  # while it only waits: its queue position changes 
 
 def refresh_seconds(job) -> float | None:
     """How often the live parts of a page refresh for this job: each second while it trains, every
-    3 s while it waits in the queue (a class's queued runs were most of a server's refresh work),
-    never without one."""
+    3 s while it waits in the queue or for a Ray worker (a class's waiting runs were most of a
+    server's refresh work), never without one."""
     if job is None:
         return None
-    return QUEUED_REFRESH_SECONDS if job.status == "queued" else REFRESH_SECONDS
+    return QUEUED_REFRESH_SECONDS if job.waiting else REFRESH_SECONDS
 
 
 def live_fragment(name: str, body, job) -> None:
@@ -69,10 +72,48 @@ def progress_text(snap: JobSnapshot) -> tuple[float, str]:
     return min(max(latest["progress"], 0.0), 1.0), text
 
 
+ANNOUNCE_EVERY_S = 5.0  # the polite status speaks at most this often while a run trains
+
+
+def spoken_status(snap: JobSnapshot | None) -> str:
+    """A short sentence for screen readers about a run: changes on epoch boundaries, not every batch."""
+    if snap is None:
+        return ""
+    if snap.status == "queued":
+        return f"{snap.id} is waiting in the server queue."
+    last = snap.history.last_epoch
+    accuracy = (f", validation accuracy {last['val_accuracy']:.1f}%"
+                if last and last.get("val_accuracy") is not None else "")
+    if snap.active:
+        return f"{snap.id} is training: epoch {min(snap.epoch + 1, snap.epochs)} of {snap.epochs}{accuracy}."
+    if snap.status == "finished":
+        return f"{snap.id} finished: {snap.epochs} of {snap.epochs} epochs{accuracy}."
+    return f"{snap.id} {snap.status} after {snap.epoch} of {snap.epochs} epochs{accuracy}."
+
+
+def polite_status(snap: JobSnapshot | None, now: float | None = None) -> None:
+    """A polite live region (role=status) saying what the run does; it takes a new sentence at most
+    every ANNOUNCE_EVERY_S seconds while the run is active, at once when the run stops or ends.
+
+    st.progress is not announced by screen readers, and announcing its text would mean every second."""
+    now = time.monotonic() if now is None else now
+    said, when = st.session_state.get("_polite_status", ("", float("-inf")))
+    text = spoken_status(snap)
+    settled = snap is None or not snap.active
+    if text != said and (settled or now - when >= ANNOUNCE_EVERY_S):
+        said, when = text, now
+        st.session_state["_polite_status"] = (said, when)
+    st.markdown(f'<div role="status" aria-live="polite" class="simplecnn-status">{html.escape(said)}</div>',
+                unsafe_allow_html=True)
+
+
 def _status_body() -> None:
     job = state.active_job()
     state.classroom().touch(learner())
     if job is None:
+        last_id = st.session_state.get("_status_run")  # the run this tab last saw training
+        last = state.runs().get(last_id) if last_id else None
+        polite_status(last.snapshot() if last is not None and last.job is not None else None)
         if st.session_state.get("_status_was_active"):
             st.session_state["_status_was_active"] = False
             st.rerun()  # a run just ended: redraw the whole page with its results
@@ -80,6 +121,8 @@ def _status_body() -> None:
     st.session_state["_status_was_active"] = True
     follow_refresh("status", job)
     snap = job.snapshot()
+    st.session_state["_status_run"] = snap.id
+    polite_status(snap)
     st.markdown(f"**Training** `{snap.id}`  \n{snap.label}")
     fraction, text = progress_text(snap)
     st.progress(fraction, text=text)

@@ -343,6 +343,7 @@ class TrainingJob:
         self.on_end = None  # called with the job when a training process has ended (any outcome)
         self.make_worker = make_worker or WorkerProcess  # where it trains: a local process, or a Ray actor
         self._phase = ""  # what a start is waiting for before its first report
+        self._unplaced = False  # handed to a Ray cluster that has not placed it yet
         self._load_from_disk()
 
     def _disk_stamp(self) -> tuple:
@@ -463,6 +464,11 @@ class TrainingJob:
         return self._status
 
     @property
+    def waiting(self) -> bool:
+        """Queued on this server, or waiting for a free worker in the cluster: nothing to watch yet."""
+        return self._status == "queued" or (self._status == "running" and self._unplaced)
+
+    @property
     def active(self) -> bool:
         self.refresh()
         return self._status in ACTIVE
@@ -546,6 +552,7 @@ class TrainingJob:
             return "failed", f"{exc} Press Resume to try again."
         self.process_id = worker.pid
         self._phase = worker.starting_text
+        self._unplaced = getattr(worker, "placed", True) is False  # a cluster has not found it a place yet
         stop_sent = False
         try:
             worker.send((self.config.to_dict(), self.dataset_name, str(self.run.path), save_every_seconds()))
@@ -558,8 +565,9 @@ class TrainingJob:
                 if message is None:
                     if self._phase:
                         self._phase = worker.starting_text  # e.g. placed by Ray, now loading the data
+                        self._unplaced = getattr(worker, "placed", True) is False
                     continue
-                self._phase = ""
+                self._phase, self._unplaced = "", False
                 if message[0] == "failed":
                     self._traceback = message[2]
                     self._reload_progress()
@@ -581,7 +589,7 @@ class TrainingJob:
         finally:
             worker.close()
             self.process_id = None
-            self._phase = ""
+            self._phase, self._unplaced = "", False
 
     def _reload_progress(self) -> None:
         """After a crash, the last save is the truth: the curves and position go back to it."""

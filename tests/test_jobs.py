@@ -30,6 +30,8 @@ def test_queue_positions_stop_and_resume(room):
     assert not a.start()  # start pressed twice
     assert wait_for(lambda: a.snapshot().status == "running")
     assert wait_for(lambda: b.snapshot().queue_position == 1 and c.snapshot().queue_position == 2)
+    assert b.waiting and c.waiting  # the pages refresh waiting runs less often (dashboard.status)
+    assert wait_for(lambda: a.snapshot().latest is not None) and not a.waiting
     assert c.stop()  # leaves the queue without training
     assert wait_for(lambda: c.snapshot().status == "stopped")
     assert wait_for(lambda: a.snapshot().latest is not None)

@@ -145,3 +145,50 @@ def test_a_run_keeps_training_after_its_tab_is_gone_and_a_new_tab_finds_it(app):
     assert back.session_state["current_run_id"] == job.id
     assert any("Finished 1 epoch." in s.value for s in back.success), [s.value for s in back.success]
     assert back.dataframe[-1].value["status"].tolist() == ["finished"]
+
+
+def test_a_queued_run_refreshes_slowly_without_a_chart_and_the_curves_are_built_once_per_change():
+    """A waiting run's page costs the server little (benchmarks/class_load): no empty chart, a 3 s
+    refresh; once it trains, the 1 s refresh comes back and an unchanged figure is not rebuilt."""
+    from dashboard.status import QUEUED_REFRESH_SECONDS, REFRESH_SECONDS
+    from simplecnn.training import TrainConfig
+    from tests.helpers import SlotHolder, classroom, new_learner, page_as, start_run
+
+    token = new_learner()
+    holder = SlotHolder()
+    scheduler = classroom().scheduler
+    assert scheduler.acquire(holder)
+    job = start_run(token, TrainConfig(epochs=1, subset=500, log_every=1))
+    try:
+        at = page_as(str(ROOT / nav.TRAIN), token).run()
+        assert not at.exception, at.exception
+        assert job.waiting
+        assert at.session_state["_refresh_train_live"] == QUEUED_REFRESH_SECONDS
+        assert not at.get("plotly_chart")
+        assert any("curves start when your run leaves the queue" in c.value for c in at.caption)
+    finally:
+        scheduler.release(holder)
+    job.join(120)
+    assert job.snapshot().status == "finished"
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1  # the finished run's curves
+    key, figure = at.session_state["_train_curves"]
+    assert key[1] == "finished" and key[2][0] == len(job.snapshot().history.steps) > 0
+    at.run()
+    assert at.session_state["_train_curves"][1] is figure  # nothing changed: the same figure, not rebuilt
+
+    # Training again: the live parts refresh every second while it trains.
+    again = start_run(token, TrainConfig(epochs=3, subset=2000, log_every=1))
+    try:
+        assert wait_for_running(again)
+        at.run()
+        assert at.session_state["_refresh_train_live"] == REFRESH_SECONDS
+    finally:
+        again.stop()
+        again.join(60)
+
+
+def wait_for_running(job, timeout=90):
+    from tests.helpers import wait_for
+    return wait_for(lambda: job.snapshot().latest is not None and not job.waiting, timeout=timeout)

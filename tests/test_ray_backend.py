@@ -141,6 +141,7 @@ def test_a_run_waits_for_a_free_worker_while_the_cluster_is_full(room):
     snap = second.snapshot()
     assert snap.status == "running" and snap.latest is None  # handed to Ray, which has no 2 CPUs free
     assert snap.phase == "Waiting for a free worker in the Ray cluster…"
+    assert second.waiting and not first.waiting  # its pages refresh every 3 s, not every second
     first.stop()
     first.join(60)
     second.join(180)  # Ray places it as soon as the first actor is gone
