@@ -328,8 +328,9 @@ def main() -> int:
                         help="a, b, c as above; knee: scenario a at each --users count")
     parser.add_argument("--users", default="30", help="learners (comma-separated list for knee; default: 30)")
     parser.add_argument("--run-time", type=int, default=120, help="seconds of load per run (default: 120)")
-    parser.add_argument("--spawn-rate", type=float, default=1.0,
-                        help="learners arriving per second (default: 1, a class logging in over half a minute)")
+    parser.add_argument("--spawn-rate", type=float, default=None,
+                        help="learners arriving per second (default: learners / 30, at least 1: a class "
+                             "logging in over half a minute)")
     parser.add_argument("--profile", action="store_true", help="sample the server with py-spy (default: off)")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server(s), e.g. to compare a setting (repeatable)")
@@ -345,7 +346,8 @@ def main() -> int:
     scenario = "a" if args.scenario == "knee" else args.scenario
     summaries = []
     for users in counts:
-        summary = run_load(scenario, users, args.run_time, args.spawn_rate, args.profile, server_env)
+        spawn_rate = args.spawn_rate or max(1.0, users / 30)
+        summary = run_load(scenario, users, args.run_time, spawn_rate, args.profile, server_env)
         summaries.append(summary)
         print(HEADER + "\n" + row(summary), flush=True)
         print(json.dumps({k: summary[k] for k in ("draw_finished", "fragment", "train_start", "training_s",
