@@ -6,12 +6,15 @@
   and class, and Adebayo et al.'s sanity check (weights randomised layer by layer from the top).
 * `invariance`: shift, rotate, scale and thicken a digit; the model's confidence along each range
   from one batched forward pass.
+* `maximise`: activation maximisation of a class logit, a conv1/conv2 channel or an fc1 unit (a
+  generator that reports every few steps, with jitter, blur and L2 decay), and the test images that
+  excite the same unit most.
 
-    from simplecnn.explain import attacks, attribution, invariance
+    from simplecnn.explain import attacks, attribution, invariance, maximise
     result = attacks.attack(model, image, label=7, epsilon=0.1, method="PGD")
 
 No Streamlit here. Every function runs the model in eval mode and restores its mode afterwards.
 """
-from . import attacks, attribution, invariance
+from . import attacks, attribution, invariance, maximise
 
-__all__ = ["attacks", "attribution", "invariance"]
+__all__ = ["attacks", "attribution", "invariance", "maximise"]
