@@ -198,3 +198,47 @@ def probe_curve(values: Any, confidence: Any, predicted: Any, cls: int, classes:
     fig = _style(fig, height, None, showlegend=False)
     fig.update_layout(margin=dict(l=55, r=10, t=15, b=45))
     return fig
+
+
+def unit_image(image: Any, title: str, height: int = 300) -> go.Figure:
+    """The image a search produced, on the fixed 0–1 grey scale the network reads (not stretched to its
+    own range, so a faint result looks faint)."""
+    layout, axes = _cell_layout(1, 1, height, col_titles=[title])
+    z = _image2d(image).astype(float)
+    return go.Figure(data=[_heatmap(z, axes[0][0], "gray", 0.0, 1.0, "pixel")], layout=layout)
+
+
+def top_image_grid(images: Any, captions: Sequence[str], cols: int = 3, height: int = 300,
+                   title: str | None = None) -> go.Figure:
+    """Real images in a grid (row by row, largest first), each with a short caption written inside
+    its top-left corner: e.g. its test index, label and the unit's value on it."""
+    stack = np.asarray(_array(images), dtype=float).reshape(-1, 28, 28)
+    rows = max(1, -(-len(stack) // cols))
+    layout, axes = _cell_layout(rows, cols, height, title=title)
+    data = []
+    for i, picture in enumerate(stack):
+        cell = axes[i // cols][i % cols]
+        data.append(_heatmap(picture, cell, "gray", 0.0, 1.0, str(captions[i]) if i < len(captions) else ""))
+        if i < len(captions):
+            layout["annotations"].append(dict(
+                text=str(captions[i]), x=0, y=0, xref=cell[0], yref=cell[1], xanchor="left", yanchor="top",
+                xshift=-4, yshift=4, showarrow=False, font=dict(size=10, color="white"), bgcolor="rgba(0,0,0,0.55)"))
+    return go.Figure(data=data, layout=layout)
+
+
+def objective_curve(steps: Any, objectives: Any, references: Mapping[str, float] | None = None,
+                    height: int = 260, label: str = "unit's value") -> go.Figure:
+    """The unit's value on the searched image at each report, with dotted lines for reference values
+    (e.g. the most exciting real test image), so the learner sees whether the search passed them."""
+    xs, ys = _array(steps).astype(float), _array(objectives).astype(float)
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers", name="search", line=dict(color=TRAIN_COLOR),
+                               marker=dict(size=4),
+                               hovertemplate=f"step %{{x:.0f}}<br>{label} %{{y:.3f}}<extra></extra>"))
+    for i, (name, value) in enumerate((references or {}).items()):
+        fig.add_hline(y=float(value), line=dict(color=COLORS[(i + 1) % len(COLORS)], dash="dot", width=1.5),
+                      annotation_text=name, annotation_position="bottom right", annotation_font_size=10)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text=label)
+    fig = _style(fig, height, None, showlegend=False)
+    fig.update_layout(margin=dict(l=55, r=10, t=15, b=45))
+    return fig
