@@ -14,6 +14,7 @@ import torch
 
 from dashboard import nav, state
 from dashboard.images import png_data_uri
+from dashboard.run_report import report_button
 from simplecnn import plots
 from simplecnn.data import split_indices
 from simplecnn.evaluation import EvaluationResult, evaluate
@@ -138,6 +139,7 @@ def _test_results(key: str, ds) -> None:
         st.warning("This model is no longer available: pick another one above.")
         return
     result, _ = outcome
+    report_button(state.runs().get(key), key="results_report", result=result)
     _show_test_result(result, ds)
 
 

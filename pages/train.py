@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.identity import learner
+from dashboard.run_report import report_button
 from dashboard.status import follow_refresh, format_eta, live_fragment, progress_text
 from dashboard.widgets import keep
 from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoint
@@ -186,6 +187,7 @@ def live_ui() -> None:
                         key="train_curves")
     if snap.status in ("running", "queued", "stopping"):
         st.caption(f"Compute path: {snap.history.compute_path or 'starting'}")
+    report_button(run, key="train_report")
 
 
 def curves_figure(run_id: str, label: str, snap, others: list) -> go.Figure:

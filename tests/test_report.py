@@ -210,3 +210,62 @@ def test_a_report_over_the_limit_is_refused_not_cut(result, data, monkeypatch):
     monkeypatch.setattr(report, "MAX_REPORT_BYTES", 1_000_000)  # less than plotly's JavaScript alone
     with pytest.raises(report.ReportTooLarge, match="limit 1.0 MB"):
         make(result, data)
+
+
+# -- the pages' download button (AppTest) and what it hands over ---------------------------------------
+@pytest.fixture(scope="module")
+def finished_run():
+    """A learner with one tiny finished run (1 epoch on 500 images)."""
+    from tests.helpers import new_learner, train_run
+
+    token = new_learner()
+    job = train_run(token, TrainConfig(epochs=1, subset=500, batch_size=64), timeout=180)
+    return token, job
+
+
+def report_labels(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button") if "run report" in b.proto.label]
+
+
+@pytest.mark.parametrize("page", ["pages/train.py", "pages/results.py"])
+def test_the_page_offers_the_report_of_a_finished_run(finished_run, page):
+    from tests.conftest import ROOT
+    from tests.helpers import page_as
+
+    token, job = finished_run
+    at = page_as(str(ROOT / page), token, model_key=job.id, timeout=120).run()
+    assert not at.exception, at.exception
+    assert report_labels(at) == ["Download the run report (HTML)"]
+    (button,) = [b for b in at.get("download_button") if "run report" in b.proto.label]
+    # Deferred: the page registers a callable, made into the report only when the learner presses it.
+    assert button.proto.deferred_file_id and not button.proto.url
+    assert button.proto.ignore_rerun  # pressing it does not rerun the page
+
+
+def test_no_report_for_the_bundled_model(bundled_path):
+    from tests.conftest import ROOT
+    from tests.helpers import new_learner, page_as
+
+    at = page_as(str(ROOT / "pages/results.py"), new_learner(), timeout=120).run()
+    assert not at.exception, at.exception
+    assert report_labels(at) == []  # the bundled model is not a run of this learner: nothing to report
+
+
+def test_the_button_data_is_the_runs_report_evaluated_on_the_test_set_and_cached(finished_run, mnist):
+    from dashboard.run_report import file_name, report_bytes
+    from tests.helpers import runs_of
+
+    token, job = finished_run
+    entry = runs_of(token)[job.id]
+    cache: dict = {}
+    make = report_bytes(entry, mnist, "mnist", cache)
+    data = make()
+    parsed = Tables(data.decode("utf-8"))
+    expected = evaluate(job.model(), mnist.test_images, mnist.test_labels, num_classes=10)
+    summary = dict(parsed.tables["summary"][1:])
+    assert summary["Accuracy (%)"] == f"{expected.accuracy:.2f}" and summary["Images"] == "10000"
+    assert f"SimpleCNN run report: {job.id}" in data.decode("utf-8")
+    assert dict(parsed.tables["settings"][1:])["subset"] == "500"
+    assert list(cache) == [(job.id, job.snapshot().weights_version, "mnist")]
+    assert make() is data  # pressed again: the kept report, not a new evaluation
+    assert file_name(job.id) == f"simplecnn-report-{job.id}.html" and file_name("a/../b c") == "simplecnn-report-a____b_c.html"
