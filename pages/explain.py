@@ -3,25 +3,28 @@
 Three sections on one input (a test image by default, or the learner's drawing) and one model (the
 same picker as Draw and Inside): adversarial attacks (FGSM, PGD, the smallest targeted change, and
 robustness compared between two models), an attribution bench with Adebayo et al.'s sanity check,
-and an invariance probe. The computations live in `simplecnn.explain`; each result is kept in this
+an invariance probe, and activation maximisation of one unit beside the test images that excite it most. The computations live in `simplecnn.explain`; each result is kept in this
 session keyed by (model, weights version, input bytes, settings), so moving one slider recomputes
 one thing. A learner's model is never put in a server-wide cache.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from dataclasses import astuple
+import time
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitInvalidLayoutContextError
 import torch
 
 from dashboard import nav, state
 from dashboard.canvas import clear_canvas, digit_canvas
 from simplecnn import explain_plots, plots
 from simplecnn.drawing import preprocess_steps
-from simplecnn.explain import attacks, attribution, invariance
+from simplecnn.explain import attacks, attribution, invariance, maximise
 from simplecnn.explain.common import Stopwatch, one_image, probabilities
 from simplecnn.explain.invariance import PROBES, Pose
 from simplecnn.inspection import as_batch
@@ -304,6 +307,197 @@ def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
                f"Computed in {check.seconds:.1f} s.")
 
 
+# -- 3. what excites a unit ------------------------------------------------------------------------
+UNIT_KINDS = {"class": "Class logit", "conv1": "conv1 channel", "conv2": "conv2 channel", "fc1": "fc1 unit"}
+REDUCE_LABELS = {"mean": "Mean over its map", "centre": "Centre position"}
+SEARCHES = "_explain_searches"  # session_state: search key -> Search, the newest CACHE_ENTRIES kept
+SEARCH_MAX_STEPS = 500
+SEARCH_MAX_SECONDS = 20.0  # a search stops here whatever its step count
+CHUNK_SECONDS = 0.5  # one fragment run steps for about this long, then redraws and reruns itself
+REPORT_EVERY = 10  # steps between two points of the curve
+
+
+@dataclass
+class Search:
+    """One activation-maximisation search kept between fragment runs: its state (`Ascent`, which holds
+    no model and no hook), the steps asked for, the wall time spent so far, and how it stands."""
+
+    ascent: maximise.Ascent
+    target: int
+    status: str = "running"  # running, done, stopped, time limit
+    seconds: float = 0.0
+    last: maximise.Step | None = None
+
+
+def _start_search(search_key: tuple, unit: maximise.Unit, settings: maximise.Settings, steps: int) -> None:
+    """Run button: a fresh search replaces any earlier one with the same settings."""
+    store = st.session_state.setdefault(SEARCHES, {})
+    store.pop(search_key, None)
+    store[search_key] = Search(maximise.Ascent(unit, settings), steps)
+    while len(store) > CACHE_ENTRIES:
+        store.pop(next(iter(store)))
+
+
+def _stop_searches() -> None:
+    """Stop button (a callback, so it runs before the next fragment run looks at the searches)."""
+    for search in st.session_state.get(SEARCHES, {}).values():
+        if search.status == "running":
+            search.status = "stopped"
+
+
+def advance(search: Search, model) -> None:
+    """Step the search for about CHUNK_SECONDS. Closing the generator removes the unit's hook, so no
+    hook outlives this call, even on the bundled model that every session shares."""
+    with Stopwatch() as watch, contextlib.closing(
+            search.ascent.run(model, search.target - search.ascent.step, REPORT_EVERY)) as reports:
+        for report in reports:
+            search.last = report
+            if time.perf_counter() - watch.start > CHUNK_SECONDS:
+                break
+    search.seconds += watch.seconds
+    if search.ascent.step >= search.target:
+        search.status = "done"
+    elif search.seconds >= SEARCH_MAX_SECONDS:
+        search.status = "time limit"
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def bundled_top_images(tag: tuple, dataset_name: str, unit: tuple) -> tuple[maximise.TopImages, float]:
+    """Top test images for the bundled model, shared by every session: the key holds the model's
+    weights version, and a learner's model never comes here."""
+    return top_and_mean(state.get_model(state.BUNDLED), state.shared_dataset(dataset_name), maximise.Unit(*unit))
+
+
+def top_and_mean(model, ds, unit: maximise.Unit) -> tuple[maximise.TopImages, float]:
+    """The 9 test images that excite the unit most, and the unit's value on the average test image."""
+    top = maximise.top_images(model, ds, unit, k=9)
+    average = as_batch(ds.test_images).mean(dim=0, keepdim=True)
+    return top, float(maximise.unit_values(model, average, unit)[0])
+
+
+def top_for(key: str, model, unit: maximise.Unit) -> tuple[maximise.TopImages, float]:
+    if key == state.BUNDLED:
+        return bundled_top_images(model_tag(key), state.dataset_name(), astuple(unit))
+    return memo("top", (model_tag(key), state.dataset_name(), unit), lambda: top_and_mean(model, state.dataset(), unit))
+
+
+def pick_unit(model, classes) -> maximise.Unit:
+    """The unit selector: a class logit, a conv1/conv2 channel (mean or centre) or an fc1 unit."""
+    c1, c2, c3 = st.columns([2, 1.2, 1.6], vertical_alignment="bottom")
+    layer = c1.segmented_control("Unit", list(UNIT_KINDS), default="class", format_func=UNIT_KINDS.get,
+                                 key="explain_max_layer", required=True)
+    if layer == "class":
+        index = int(c2.selectbox("Class", list(range(len(classes))), index=min(3, len(classes) - 1),
+                                 format_func=lambda c: classes[c], key="explain_max_class"))
+        return maximise.Unit("class", index)
+    size = maximise.Unit(layer, 0).size(model)
+    index = int(c2.number_input(f"{UNIT_KINDS[layer].split()[1].capitalize()} (0–{size - 1})", 0, size - 1,
+                                value=0, step=1, key=f"explain_max_{layer}_index"))
+    reduce = "mean"
+    if layer != "fc1":
+        reduce = c3.segmented_control("Read the channel at", list(REDUCE_LABELS), default="mean",
+                                      format_func=REDUCE_LABELS.get, key="explain_max_reduce", required=True)
+    return maximise.Unit(layer, index, reduce)
+
+
+def maximise_section(key: str, classes) -> None:
+    """Activation maximisation shown as it runs, beside the test images that excite the same unit.
+
+    Design: a Streamlit script run cannot be interrupted by a click inside a fragment (fragment
+    reruns queue behind the running one), and a background thread may not call st.*. So each run
+    of this fragment takes steps for about CHUNK_SECONDS, draws the progress, and asks for the next
+    fragment run with st.rerun(scope="fragment") while the search is unfinished. The Stop button's
+    callback marks the search stopped before the next chunk, so it takes effect within one chunk.
+    The search's state between chunks is a `maximise.Ascent` in session_state (no model, no hook);
+    the unit's hook exists only inside `advance`.
+    """
+    model = state.get_model(key)
+    if model is None:
+        return
+    tag = model_tag(key)
+    st.markdown("Instead of asking about one image, ask a unit of the network what it *wants*: start from a "
+                "faint grey image and change its pixels, step by step, in the direction that raises the unit's "
+                "value most (gradient ascent on the input, the weights stay as they are). Beside it: the nine "
+                "real test images that give the same unit its largest values.")
+    unit = pick_unit(model, classes)
+    c1, c2, c3, c4 = st.columns(4, vertical_alignment="bottom")
+    jitter = int(c1.slider("Jitter (px)", 0, 4, 1, key="explain_max_jitter",
+                           help="Before each step the image is shifted by up to this many pixels at random, so the "
+                                "pattern has to work wherever it sits."))
+    blur = float(c2.slider("Blur σ (px)", 0.0, 2.0, 0.5, 0.1, key="explain_max_blur",
+                           help=f"Every {maximise.BLUR_EVERY} steps the image is smoothed by a Gaussian this wide, "
+                                "which wipes out pixel-sized noise."))
+    decay = float(c3.slider("L2 decay", 0.0, 0.05, 0.0, 0.005, key="explain_max_decay", format="%.3f",
+                            help="After each step every pixel is multiplied by (1 − decay): only pixels the unit "
+                                 "keeps asking for stay bright."))
+    steps = int(c4.slider("Steps", 50, SEARCH_MAX_STEPS, 200, 50, key="explain_max_steps"))
+    settings = maximise.Settings(jitter=jitter, blur=blur, decay=decay)
+    search_key = (tag, state.dataset_name(), unit, settings, steps)
+    store = st.session_state.setdefault(SEARCHES, {})
+    for k, other in store.items():  # a search left behind by a change of settings does not resume later
+        if k != search_key and other.status == "running":
+            other.status = "stopped"
+    search = store.get(search_key)
+    if search is not None and search.status == "running":
+        advance(search, model)
+    running = search is not None and search.status == "running"
+    b1, b2, _ = st.columns([1, 1, 4])
+    b1.button("Run", key="explain_max_run", icon=":material/play_arrow:", type="primary", disabled=running,
+              on_click=_start_search, args=(search_key, unit, settings, steps))
+    # Stop is always enabled; pressed with nothing running, it does nothing.
+    b2.button("Stop", key="explain_max_stop", icon=":material/stop:", on_click=_stop_searches)
+    if search is None or search.last is None:
+        st.caption(f"Press Run: up to {SEARCH_MAX_STEPS} steps, stopped after {SEARCH_MAX_SECONDS:.0f} s at most.")
+        return
+    show_search(key, model, unit, search, classes)
+    if running:
+        next_chunk()
+
+
+def next_chunk() -> None:
+    """Ask for the next chunk: a rerun of this fragment alone, or of the whole page when this fragment
+    is running as part of a full page run (Streamlit allows scope="fragment" only in fragment reruns)."""
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitInvalidLayoutContextError:
+        st.rerun()
+
+
+def show_search(key: str, model, unit: maximise.Unit, search: Search, classes) -> None:
+    """Progress, the searched image, its curve against the best real images, and those images."""
+    last = search.last
+    st.progress(min(1.0, last.step / search.target),
+                text=f"Step {last.step} of {search.target} · {search.seconds:.1f} s")
+    top, average = top_for(key, model, unit)
+    name = unit.label(classes)
+    left, middle, right = st.columns([1, 1.4, 1])
+    with left:
+        st.plotly_chart(explain_plots.unit_image(last.image, f"Step {last.step}: {last.objective:.2f}"),
+                        key="explain_max_image", config={"displayModeBar": False})
+    with middle:
+        steps, values = zip(*search.ascent.history)
+        references = {"best test image": float(top.values[0]), "9th best": float(top.values[-1]),
+                      "average test image": average}
+        st.plotly_chart(explain_plots.objective_curve(steps, values, references, label=name),
+                        key="explain_max_curve", config={"displayModeBar": False})
+    with right:
+        labels = state.dataset().test_labels
+        captions = [f"#{i} · {classes[int(labels[i])]} · {v:.1f}" for i, v in zip(top.indices, top.values)]
+        st.plotly_chart(explain_plots.top_image_grid(top.images, captions), key="explain_max_top",
+                        config={"displayModeBar": False})
+    state_text = {"running": "Searching…", "done": "Done.", "stopped": f"Stopped at step {last.step}.",
+                  "time limit": f"Stopped at the {SEARCH_MAX_SECONDS:.0f} s limit, step {last.step}."}[search.status]
+    per_100 = 100 * search.seconds / max(1, search.ascent.step)
+    st.markdown(f"{state_text} The search gives **{name}** the value **{last.objective:.2f}** at step {last.step}; "
+                f"the most exciting test image gives **{top.values[0]:.2f}**, the 9th **{top.values[-1]:.2f}**, "
+                f"the average test image **{average:.2f}**.")
+    st.caption(f"{search.ascent.step} steps in {search.seconds:.2f} s ({per_100:.2f} s per 100 steps, the "
+               f"curve's points included); the test images: one pass over {len(labels):,} images in "
+               f"{top.seconds:.1f} s when first computed. Each caption: test index · true class · value. "
+               "A search can beat every real image: it is free to draw things no one writes, which is why the "
+               "regularisers are needed to keep it readable.")
+
+
 # -- 6. invariance ---------------------------------------------------------------------------------
 def setting(name: str, value: float) -> str:
     """A probe value as the learner reads it: "+3 px", "−15°", "×1.25"."""
@@ -382,7 +576,8 @@ def invariance_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
 st.title("Explain")
 st.markdown("Three ways to question the network about one image: how little must change for it to answer "
             "something else, which pixels each explanation method blames, and how far the digit can move "
-            "before the network stops reading it.")
+            "before the network stops reading it; and, in the last tab, what one unit of the network responds "
+            "to most.")
 
 ds = state.dataset()
 classes = ds.classes
@@ -411,10 +606,13 @@ with top[1]:
         st.markdown(f"### The model says {classes[said]}")
         st.markdown(f"with {first[said]:.1%} confidence  \n{model_label}")
 
-attack_tab, bench_tab, probe_tab = st.tabs(["Attack", "Attribution bench", "Invariance probe"])
+attack_tab, bench_tab, probe_tab, unit_tab = st.tabs(["Attack", "Attribution bench", "Invariance probe",
+                                                     "What excites a unit"])
 with attack_tab:
     st.fragment(attack_section)(model_key, x, input_digest, classes)
 with bench_tab:
     st.fragment(attribution_section)(model_key, x, input_digest, classes)
 with probe_tab:
     st.fragment(invariance_section)(model_key, x, input_digest, classes)
+with unit_tab:
+    st.fragment(maximise_section)(model_key, classes)

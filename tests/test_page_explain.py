@@ -253,3 +253,110 @@ def test_whole_app_switches_to_the_page(bundled_path):
     at.switch_page("pages/explain.py").run()
     assert not at.exception
     assert any(t.value == "Explain" for t in at.title)
+
+
+# -- 3. what excites a unit --------------------------------------------------------------------------
+def unit_by_hand(model, x: torch.Tensor, layer: str, index: int, reduce: str = "mean") -> torch.Tensor:
+    """A unit's value (N,) from the model's stages called one by one: conv channels after batch norm and
+    before the ReLU, fc1 before its ReLU, the class logit."""
+    m = model.eval()
+    values = []
+    with torch.no_grad():
+        for batch in x.split(1000):
+            a1 = m.batch1(m.conv1(batch))
+            a2 = m.batch2(m.conv2(m.max1(m.relu1(a1))))
+            h = m.fc1(m.max2(m.relu2(a2)).reshape(len(batch), -1))
+            if layer == "class":
+                values.append(m.fc2(m.relu3(h))[:, index])
+            elif layer == "fc1":
+                values.append(h[:, index])
+            else:
+                a = (a1 if layer == "conv1" else a2)[:, index]
+                values.append(a.mean(dim=(1, 2)) if reduce == "mean" else a[:, a.shape[1] // 2, a.shape[2] // 2])
+    return torch.cat(values).double()
+
+
+def run_search(at: AppTest, rounds: int = 40) -> None:
+    """Press Run and let the fragment's chunks go on until the search says it is done."""
+    at.button(key="explain_max_run").click().run()
+    for _ in range(rounds):
+        assert not at.exception, at.exception
+        if re.search(r"^(Done|Stopped)", text(at), re.M):
+            return
+        at.run()
+    raise AssertionError(f"the search did not finish: {text(at)}")
+
+
+def check_search(at: AppTest, model, mnist, layer: str, index: int, reduce: str = "mean") -> tuple[float, list]:
+    """The value printed and drawn is the unit's value on the image shown; the nine images shown are the
+    nine test images with the largest values, largest first. Returns (search value, top-9 values)."""
+    image = decode(chart(at, "explain_max_image")["data"][0]["z"]).reshape(28, 28)
+    reached = float(unit_by_hand(model, torch.tensor(image, dtype=torch.float32)[None, None], layer, index, reduce)[0])
+    match = re.search(r"the value \*\*(-?[\d.]+)\*\* at step (\d+); the most exciting test image gives "
+                      r"\*\*(-?[\d.]+)\*\*, the 9th \*\*(-?[\d.]+)\*\*, the average test image \*\*(-?[\d.]+)\*\*",
+                      text(at))
+    assert match, text(at)
+    assert float(match.group(1)) == pytest.approx(reached, abs=0.006)
+    x = to_float(mnist.test_images)
+    values = unit_by_hand(model, x, layer, index, reduce).numpy()
+    best = sorted(range(len(values)), key=lambda i: (-values[i], i))[:9]
+    cells = [t for t in chart(at, "explain_max_top")["data"] if t["type"] == "heatmap"]
+    assert len(cells) == 9
+    for cell, i in zip(cells, best):
+        np.testing.assert_allclose(decode(cell["z"]).reshape(28, 28), x[i, 0].numpy(), atol=1e-6)
+    assert float(match.group(3)) == pytest.approx(values[best[0]], abs=0.006)
+    assert float(match.group(4)) == pytest.approx(values[best[8]], abs=0.006)
+    average = unit_by_hand(model, x.mean(dim=0, keepdim=True), layer, index, reduce)[0]
+    assert float(match.group(5)) == pytest.approx(float(average), abs=0.006)
+    return reached, [float(values[i]) for i in best]
+
+
+def test_what_a_three_looks_like_beside_the_nine_most_three_like_test_images(app, bundled, mnist):
+    assert app.segmented_control(key="explain_max_layer").value == "class"
+    assert app.selectbox(key="explain_max_class").value == 3
+    assert "Press Run" in text(app)
+    run_search(app)
+    assert "Done." in text(app) and app.slider(key="explain_max_steps").value == 200
+    reached, top = check_search(app, bundled, mnist, "class", 3)
+    assert all(int(mnist.test_labels[int(re.match(r"#(\d+)", c["name"]).group(1))]) == 3
+               for c in chart(app, "explain_max_top")["data"])
+    assert reached > top[0]  # the search beats every real test image on the logit of 3
+    curve = chart(app, "explain_max_curve")["data"][0]
+    assert decode(curve["x"])[-1] == 200 and decode(curve["y"])[-1] == pytest.approx(reached, abs=1e-4)
+
+
+@pytest.mark.parametrize("layer,index,reduce", [("conv1", 5, "centre"), ("conv2", 10, "mean"), ("fc1", 42, None)])
+def test_the_unit_selector_takes_conv_channels_and_fc1_units(app, bundled, mnist, layer, index, reduce):
+    app.segmented_control(key="explain_max_layer").set_value(layer).run()
+    app.number_input(key=f"explain_max_{layer}_index").set_value(index).run()
+    if reduce is not None:
+        app.segmented_control(key="explain_max_reduce").set_value(reduce).run()
+    app.slider(key="explain_max_steps").set_value(100).run()
+    assert not app.exception
+    run_search(app)
+    reached, top = check_search(app, bundled, mnist, layer, index, reduce or "mean")
+    assert "Done." in text(app)
+    first = decode(chart(app, "explain_max_curve")["data"][0]["y"])[0]
+    assert reached > first  # higher than on the start image
+
+
+def test_stop_ends_a_running_search_before_its_next_chunk(app, bundled):
+    """AppTest follows the fragment's reruns to the end within one run, so a search caught between two
+    chunks is put in the session here: 20 of 200 steps done, still running. Stop's callback must end it
+    before another chunk runs; the page then shows the image of step 20 and says so."""
+    from simplecnn.explain import maximise
+
+    unit, settings = maximise.Unit("class", 3), maximise.Settings(jitter=1, blur=0.5, decay=0.0)
+    ascent = maximise.Ascent(unit, settings)
+    last = list(ascent.run(bundled, 20, 10))[-1]
+    app.button(key="explain_max_run").click().run()  # creates the page's Search for these settings
+    key, made = next(iter(app.session_state["_explain_searches"].items()))
+    assert made.status == "done" and key[2] == unit and key[3] == settings
+    made.ascent, made.last, made.status, made.seconds = ascent, last, "running", 0.1
+    app.button(key="explain_max_stop").click().run()
+    assert not app.exception
+    assert made.status == "stopped" and made.ascent.step == 20
+    assert "Stopped at step 20." in text(app), text(app)
+    image = decode(chart(app, "explain_max_image")["data"][0]["z"]).reshape(28, 28)
+    np.testing.assert_allclose(image, last.image[0, 0].numpy(), atol=1e-7)
+    assert not app.button(key="explain_max_run").disabled
