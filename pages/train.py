@@ -8,6 +8,8 @@ import streamlit as st
 from dashboard import state
 from dashboard.identity import learner
 from dashboard.run_report import report_button
+from dashboard.settings_params import TRAIN_FIELDS
+from dashboard.shared_settings import from_link, share_ui
 from dashboard.status import follow_refresh, format_eta, live_fragment, progress_text
 from dashboard.widgets import keep
 from simplecnn.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoint
@@ -317,7 +319,9 @@ st.title("Train the network")
 where = (f"trainings go to the Ray cluster at `{ray_address()}`" if ray_address() else
          f"trainings on this server at once: {state.scheduler().max_concurrent}")
 st.caption(f"Dataset: **{state.dataset_name()}** · SimpleCNN, 582,218 parameters · {where}")
+from_link("train", TRAIN_FIELDS)
 config = settings_ui()
+share_ui("train", TRAIN_FIELDS)
 controls_ui(config)
 live_fragment("train_live", live_ui, state.active_job())
 st.subheader("Run history")
