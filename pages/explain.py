@@ -314,7 +314,8 @@ SEARCHES = "_explain_searches"  # session_state: search key -> Search, the newes
 SEARCH_MAX_STEPS = 500
 SEARCH_MAX_SECONDS = 20.0  # a search stops here whatever its step count
 CHUNK_SECONDS = 0.5  # one fragment run steps for about this long, then redraws and reruns itself
-REPORT_EVERY = 10  # steps between two points of the curve
+REPORT_EVERY = 2 * maximise.BLUR_EVERY  # steps between two points: always just after a blur, so the curve
+# compares like with like (reports between blurs zigzag, a blurred image scoring lower than a sharp one)
 
 
 @dataclass
@@ -383,7 +384,7 @@ def top_for(key: str, model, unit: maximise.Unit) -> tuple[maximise.TopImages, f
 
 def pick_unit(model, classes) -> maximise.Unit:
     """The unit selector: a class logit, a conv1/conv2 channel (mean or centre) or an fc1 unit."""
-    c1, c2, c3 = st.columns([2, 1.2, 1.6], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([2.6, 1.1, 1.6], vertical_alignment="bottom")
     layer = c1.segmented_control("Unit", list(UNIT_KINDS), default="class", format_func=UNIT_KINDS.get,
                                  key="explain_max_layer", required=True)
     if layer == "class":

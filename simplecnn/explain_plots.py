@@ -234,9 +234,10 @@ def objective_curve(steps: Any, objectives: Any, references: Mapping[str, float]
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers", name="search", line=dict(color=TRAIN_COLOR),
                                marker=dict(size=4),
                                hovertemplate=f"step %{{x:.0f}}<br>{label} %{{y:.3f}}<extra></extra>"))
+    positions = ("top left", "bottom right")  # alternate sides: two references can lie close together
     for i, (name, value) in enumerate((references or {}).items()):
         fig.add_hline(y=float(value), line=dict(color=COLORS[(i + 1) % len(COLORS)], dash="dot", width=1.5),
-                      annotation_text=name, annotation_position="bottom right", annotation_font_size=10)
+                      annotation_text=name, annotation_position=positions[i % 2], annotation_font_size=10)
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text=label)
     fig = _style(fig, height, None, showlegend=False)

@@ -81,3 +81,21 @@ def test_draw_attack_and_probe_in_the_browser(explain_page):
 
     assert found and exception_boxes(page) == []
     assert explain_page.problems() == [], explain_page.problems()
+
+
+def test_what_excites_a_unit_in_the_browser(explain_page):
+    """Run the default search (the logit of class 3), watch it finish, and see the nine test images."""
+    page = explain_page.page
+    open_tab(page, "What excites a unit")
+    wait_for_text(page, "Press Run", timeout=60)
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("button", name=re.compile(r"Run$")).click()
+    done = wait_for_text(page, re.compile(r"Done\. The search gives the logit of class 3 the value -?[\d.]+"),
+                         timeout=90)
+    wait_idle(page)
+    panel = page.get_by_role("tabpanel", name="What excites a unit")
+    wait_until(lambda: panel.locator(".js-plotly-plot").count() == 3, timeout=30,
+               message="the searched image, its curve and the nine test images")
+    screenshot(page, "explain_maximise")
+    assert done and exception_boxes(page) == []
+    assert explain_page.problems() == [], explain_page.problems()
