@@ -152,8 +152,10 @@ def test_a_run_waits_for_a_free_worker_while_the_cluster_is_full(room):
 def test_a_killed_ray_worker_leaves_a_resumable_run(room, monkeypatch):
     monkeypatch.setenv("SIMPLECNN_SAVE_EVERY", "1")
     job = room.start_run(learner(1), config(), "mnist", 10)
-    assert wait_for(lambda: job.snapshot().batch >= 40 and job.run.state_path.exists(), timeout=180)
-    time.sleep(1.5)
+    # Killed once a save on disk holds batch 40 or later (on a loaded machine the saves can lag the
+    # live reports by more than their 1 s period).
+    assert wait_for(lambda: job.run.state_path.exists() and (job.run.read_progress() or {}).get("batch", 0) >= 40,
+                    timeout=180)
     os.kill(job.process_id, signal.SIGKILL)  # the actor's worker process, as an OOM kill would
     job.join(60)
     snap = job.snapshot()
