@@ -18,6 +18,26 @@ ROOT = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="SimpleCNN — learn CNNs by training one", page_icon="🧠", layout="wide")
 
+# Found by tests/e2e/test_accessibility.py (axe-core); a <style>-only st.html takes no space.
+# - Contrast (WCAG AA, 4.5:1): Streamlit draws captions at 60% opacity and code comments in a pale
+#   grey (3.9:1 on white). 80% of the text colour passes, in the light and the dark theme alike.
+# - KaTeX display formulas overflow their box by a pixel or two, which made each one a scroll region
+#   that the keyboard cannot reach: a little padding holds that overflow; only a formula wider than
+#   the column still scrolls (sideways).
+# - Focus (tests/e2e/test_keyboard.py): page links, the main area (Streamlit makes it focusable, so the
+#   keyboard can scroll it), a data grid's canvas and the drawing component's box showed no focus at
+#   all: a 2 px outline in the primary colour on links and on anything made focusable by tabindex
+#   (and around a component whose focus sits inside its shadow DOM, where page CSS cannot reach).
+st.html("""<style>
+[data-testid="stCaptionContainer"] { opacity: 0.8 !important; }
+.token.comment { color: rgb(from currentColor r g b / 0.8) !important; }
+.katex-display { overflow-y: hidden !important; padding: 2px 4px; }
+a:focus-visible, [tabindex]:not([data-testid="stMain"]):focus-visible {
+  outline: 2px solid #1d4ed8 !important; outline-offset: 1px; }
+[data-testid="stMain"]:focus-visible { outline: 2px solid #1d4ed8 !important; outline-offset: -2px; }
+[data-testid="stBidiComponentIsolated"]:focus-within { outline: 2px solid #1d4ed8; outline-offset: 2px; }
+</style>""")
+
 
 def _pages(entries):
     return [st.Page(ROOT / path, title=title, icon=icon, default=(path == nav.HOME))
@@ -28,7 +48,8 @@ state.classroom().touch(learner())  # also puts the learner's token back into th
 sections = {"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON_PAGES)}
 if teacher.is_teacher():  # no teacher page at all unless the link carries the server's teacher token
     sections = {"Teacher": _pages(nav.TEACHER_PAGES), **sections}  # first: the menu folds long lists
-page = st.navigation(sections)
+page = st.navigation(sections, position="hidden")  # the app draws its own, accessible menu:
+nav.sidebar_menu(sections)
 training_status()
 learner_link_ui()
 try:

@@ -51,3 +51,21 @@ def link(page: str, label: str, icon: str | None = None) -> None:
         st.page_link(page, label=label, icon=icon)
     except Exception:  # StreamlitAPIException / KeyError when no navigation is registered
         st.markdown(f"{icon + ' ' if icon else ''}**{label}** (`{page}`)")
+
+
+MENU_KEY = "app_menu"  # the sidebar menu's container: its element carries the class "st-key-app_menu"
+
+
+def sidebar_menu(sections: dict[str, list]) -> None:
+    """The app's page menu at the top of the sidebar: a bold section name, then a st.page_link per page.
+
+    It stands in for the menu st.navigation draws itself (app.py hides that one): Streamlit's menu puts
+    its section headers and "View more" button straight inside a <ul> beside the <li> items, so the
+    list is malformed for screen readers (axe rules "list" and "listitem", both serious). Links are
+    client-side like Streamlit's own: the session and its runs stay.
+    """
+    with st.sidebar.container(key=MENU_KEY):
+        for section, pages in sections.items():
+            st.markdown(f"**{section}**")
+            for page in pages:
+                st.page_link(page, label=page.title, icon=page.icon)

@@ -91,7 +91,7 @@ def balance_note(counts: np.ndarray) -> str:
 
 
 def show_balance(ds: sdata.Dataset) -> None:
-    st.subheader("Class balance")
+    st.header("Class balance")
     cols = st.columns(2)
     for col, split, labels in ((cols[0], "train", ds.train_labels), (cols[1], "test", ds.test_labels)):
         counts = class_counts(labels, ds.num_classes)
@@ -109,7 +109,7 @@ def show_balance(ds: sdata.Dataset) -> None:
 
 
 def show_means(ds: sdata.Dataset) -> None:
-    st.subheader("The mean image of each class")
+    st.header("The mean image of each class")
     means = class_means(ds.name)
     st.plotly_chart(plots.image_grid(means, titles=list(ds.classes), cols=GRID_COLUMNS, shared_scale=False,
                                      height=150), key="data_means", config={"displayModeBar": False})
@@ -130,7 +130,7 @@ def cnn_comparison(name: str) -> str:
 
 
 def show_browser(ds: sdata.Dataset) -> None:
-    st.subheader("Browse the images")
+    st.header("Browse the images")
     c1, c2, c3, c4 = st.columns([1.2, 2, 1, 1])
     with c1:
         split = st.radio("Split", ["train", "test"], key="data_split", horizontal=True, on_change=_first_page,

@@ -105,7 +105,7 @@ def _on_clear() -> None:
 def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
     name = classes[reading.predicted]
     confidence = float(reading.probs[reading.predicted])
-    st.markdown(f"### Prediction: {name}")
+    st.markdown(f"## Prediction: {name}")
     runner_up = int(np.argsort(reading.probs)[-2])
     st.markdown(f"Confidence: **{confidence:.1%}** · runner-up: {classes[runner_up]} "
                 f"({reading.probs[runner_up]:.1%})")
@@ -125,7 +125,7 @@ def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
 
 def show_preparation(reading: Reading, name: str) -> None:
     steps = reading.steps
-    st.subheader("What the network sees")
+    st.header("What the network sees")
     if state.dataset_name() == "mnist":
         st.caption("Your drawing is prepared exactly like the MNIST digits the network learned from.")
     else:
@@ -141,7 +141,8 @@ def show_preparation(reading: Reading, name: str) -> None:
     ]
     for col, (image, caption) in zip(cols, items):
         with col:
-            st.image(png_data_uri(thumbnail(image)), caption=caption, width=THUMB_PX)
+            st.image(png_data_uri(thumbnail(image)), caption=caption, width=THUMB_PX,
+                     alt=f"Your drawing at this step, white ink on black; it is read as {name}.")
     with cols[4]:
         st.plotly_chart(plots.saliency_overlay(steps.centred, reading.saliency, height=240), key="draw_saliency",
                         config={"displayModeBar": False})
@@ -199,7 +200,7 @@ def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tupl
 
 
 def show_learning(tensor: torch.Tensor | None, digest: str | None, classes: tuple[str, ...]) -> None:
-    st.subheader("Watch your digit as it learns")
+    st.header("Watch your digit as it learns")
     run = chosen_run()
     if run is None:
         st.caption("Choose one of your trained runs (one training now works too) to see how its "

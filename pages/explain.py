@@ -604,7 +604,7 @@ with top[1]:
         said = int(first.argmax())
         truth = f" · true class **{classes[true_class]}**" if true_class is not None else ""
         st.markdown(f"Input: {description}{truth}")
-        st.markdown(f"### The model says {classes[said]}")
+        st.markdown(f"## The model says {classes[said]}")
         st.markdown(f"with {first[said]:.1%} confidence  \n{model_label}")
 
 attack_tab, bench_tab, probe_tab, unit_tab = st.tabs(["Attack", "Attribution bench", "Invariance probe",

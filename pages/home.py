@@ -47,7 +47,7 @@ st.markdown(
     "that computes on real numbers.")
 
 rows = layer_rows()
-st.subheader("The network")
+st.header("The network")
 st.graphviz_chart(diagram(rows), width="stretch")
 table = pd.DataFrame([{"stage": r.name, "layer": r.kind, "output shape": str(r.output_shape),
                        "parameters": r.parameters} for r in rows])
@@ -66,7 +66,7 @@ with c2:
     if acc:
         st.metric("Bundled model, test accuracy", f"{acc:.2f}%", help="On the 10,000 MNIST test images")
 
-st.subheader("A path through the app")
+st.header("A path through the app")
 c1, c2, c3 = st.columns(3)
 with c1:
     st.markdown("**1. Draw** a digit and see the bundled model read it.")

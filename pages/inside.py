@@ -167,7 +167,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
         st.plotly_chart(plots.probability_bars(probs, ds.classes, height=260), key="inside_softmax_fig")
 
     # -- learned filters
-    st.subheader("The 32 filters of conv1")
+    st.header("The 32 filters of conv1")
     filters = first_layer_filters(model)  # (32, 5, 5)
     st.caption("Each 5×5 filter is a small template. Red weights reward ink at that spot, blue weights "
                "punish it; the filter responds most where the image looks like its red pattern. "
@@ -176,7 +176,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
                                      colorscale=plots.DIVERGING, zmid=0.0), key="inside_filters_fig")
 
     # -- feature maps, stage by stage
-    st.subheader("Feature maps after every stage")
+    st.header("Feature maps after every stage")
     stage = st.segmented_control("Stage", MAP_STAGES, default="conv1", key="inside_stage", required=True)
     maps = acts[stage]  # (1, C, H, W)
     channels, height, width = maps.shape[1:]
@@ -213,7 +213,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
                    f"{100 * float(train_probs.max()):.1f}% (evaluation mode: {100 * float(probs[predicted]):.1f}%).")
 
     # -- the classifier
-    st.subheader("fc1: 512 numbers that describe the image")
+    st.header("fc1: 512 numbers that describe the image")
     active = int((acts["relu3"] > 0).sum())
     st.caption(f"fc1 output shape `{_fmt_shape(acts['fc1'])}`: the 1024 pooled values (`flatten` "
                f"{_fmt_shape(acts['flatten'])}) are mixed into 512 features. ReLU keeps the {active} positive "

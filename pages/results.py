@@ -97,7 +97,7 @@ def _thumbnail(image_u8: torch.Tensor) -> np.ndarray:
 
 def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
     """The model's most confident mistakes, filterable by true and predicted class."""
-    st.subheader("Misclassified images, most confident first")
+    st.header("Misclassified images, most confident first")
     options = [ANY, *range(len(classes))]
     fmt = lambda c: c if c == ANY else classes[c]  # noqa: E731
     cols = st.columns(2)
@@ -116,7 +116,9 @@ def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
     for start in range(0, len(mistakes), GALLERY_COLS):
         row = st.columns(GALLERY_COLS)
         for col, m, caption in zip(row, mistakes[start:start + GALLERY_COLS], captions[start:start + GALLERY_COLS]):
-            col.image(png_data_uri(_thumbnail(images[m.index])), caption=caption)
+            col.image(png_data_uri(_thumbnail(images[m.index])), caption=caption,
+                      alt=f"Test image {m.index}, labelled {classes[m.true]}, which the model read as "
+                          f"{classes[m.predicted]}.")
     left, right = st.columns([1, 2])
     with left:
         choice = st.selectbox("Look closer at", range(len(mistakes)), key="results_closer",
@@ -178,7 +180,7 @@ def _live_validation(key: str) -> None:
 
 
 def _training_view(key: str, ds) -> None:
-    st.subheader("Refreshed during training on the validation split")
+    st.header("Refreshed during training on the validation split")
     queued = state.runs()[key].snapshot().status == "queued"
     st.markdown(("The run is waiting for its turn in the server's training queue. " if queued else
                  "The run is still training. ")
@@ -186,7 +188,7 @@ def _training_view(key: str, ds) -> None:
                 "(training images it holds back and never learns from) every few seconds, rather than "
                 "the test set.")
     st.fragment(run_every=LIVE_REFRESH_S)(_live_validation)(key)
-    st.subheader("Test set")
+    st.header("Test set")
     on_demand = st.session_state.setdefault("results_on_demand", {})
     if st.button("Evaluate the current weights on the test set", key="results_test_now",
                  icon=":material/play_arrow:", help="Takes a second or two and slows training for that time."):

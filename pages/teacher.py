@@ -61,7 +61,7 @@ def live_view() -> None:
 
 st.fragment(run_every=REFRESH_SECONDS)(live_view)()
 
-st.subheader("Act on a run")
+st.header("Act on a run")
 items = room.live_jobs()
 if items:
     labels = {f"{k}/{j.id}": f"{room.alias(k)} · {j.id} · {j.status} · {j.label}" for k, j in items}
@@ -84,7 +84,7 @@ if items:
 else:
     st.caption("No run to act on.")
 
-st.subheader("Server settings")
+st.header("Server settings")
 st.caption("Take effect at once, for everyone, and are kept across restarts.")
 with st.form("teacher_settings"):
     c1, c2 = st.columns(2)

@@ -101,7 +101,7 @@ def test_real_mnist_digits_are_read_as_their_labels(app, bundled, mnist):
         index = int((mnist.test_labels == digit).nonzero()[0])
         rgba = on_canvas(mnist.test_images[index])
         draw(app, rgba)
-        assert predictions(app) == [f"### Prediction: {digit}"], (index, predictions(app))
+        assert predictions(app) == [f"## Prediction: {digit}"], (index, predictions(app))
         tensor = preprocess_drawing(rgba, ink="light")  # (1, 1, 28, 28)
         with torch.no_grad():
             expected = bundled(tensor).softmax(dim=1)[0].numpy()  # torch reference
@@ -128,14 +128,14 @@ def test_full_canvas_and_single_dot_never_break(app):
 
 def test_clear_empties_the_canvas(app, mnist):
     draw(app, on_canvas(mnist.test_images[0]))
-    assert predictions(app) == ["### Prediction: 7"]
+    assert predictions(app) == ["## Prediction: 7"]
     app.button(key="draw_clear").click()
     app.run()
     assert not app.exception
     assert hint_shown(app) and not predictions(app)
     assert CANVAS_KEY not in app.session_state  # the old drawing is gone; a new canvas key is in use
     draw(app, on_canvas(mnist.test_images[1]), key="draw_canvas_1")
-    assert predictions(app) == ["### Prediction: 2"]
+    assert predictions(app) == ["## Prediction: 2"]
 
 
 def test_unchanged_drawing_is_not_recomputed(app, mnist):
@@ -163,7 +163,7 @@ def test_watch_a_finished_run_learn_your_digit(mnist):
     for c, trace in enumerate(traces):
         np.testing.assert_allclose(decode(trace["y"]), per_epoch[:, c], atol=1e-5)
     final = predict_drawing(job.model(), tensor).numpy()
-    assert predictions(at) == [f"### Prediction: {int(final.argmax())}"]
+    assert predictions(at) == [f"## Prediction: {int(final.argmax())}"]
     assert any(c.value.startswith("Answer after each epoch: 1: ") for c in at.caption)
 
 

@@ -105,7 +105,7 @@ def hand_fgsm(model, x, label: int, eps: float) -> torch.Tensor:
 
 def test_fgsm_slider_recomputes_the_answer_torch_gives(app, bundled, mnist):
     x = to_float(mnist.test_images[:1])
-    assert "### The model says 7" in text(app)
+    assert "## The model says 7" in text(app)
     for eps in (0.1, 0.3):
         app.slider(key="explain_eps").set_value(eps).run()
         assert not app.exception
@@ -223,7 +223,7 @@ def test_a_drawing_is_the_input_once_drawn(app, bundled, mnist):
     app.session_state[CANVAS_KEY] = canvas_value(mnist.test_images[1])  # a 2
     app.run()
     assert not app.exception
-    assert "Input: your drawing" in text(app) and "### The model says 2" in text(app)
+    assert "Input: your drawing" in text(app) and "## The model says 2" in text(app)
     assert "the model's answer, **2**" in text(app)
 
 

@@ -159,7 +159,7 @@ def test_live_validation_while_a_run_is_active(dataset):
         at = page_as(PAGE, token, model_key=job.id)
         at.run()
         assert not at.exception
-        assert any(s.value == "Refreshed during training on the validation split" for s in at.subheader)
+        assert any(s.value == "Refreshed during training on the validation split" for s in at.header)
         shown = metrics(at)
         assert "Test accuracy" not in shown  # the test set waits for the button
         cfg = job.config

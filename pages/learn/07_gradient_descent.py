@@ -42,8 +42,9 @@ st.markdown(
     "path is produced by the real `torch.optim` optimizer acting on a 2-element tensor.")
 st.latex(r"\text{SGD: } w_{t+1} = w_t - \eta\, g_t \qquad "
          r"\text{Momentum (torch): } v_t = \beta\, v_{t-1} + g_t,\;\; w_{t+1} = w_t - \eta\, v_t")
-st.latex(r"\text{Adagrad: } G_t = G_{t-1} + g_t^2,\;\; w_{t+1} = w_t - \frac{\eta\, g_t}{\sqrt{G_t} + \epsilon}"
-         r"\qquad \text{RMSProp: } s_t = \beta_2 s_{t-1} + (1-\beta_2)\, g_t^2,\;\; "
+# One rule per formula: side by side they were wider than the column (a scroll region a keyboard cannot reach).
+st.latex(r"\text{Adagrad: } G_t = G_{t-1} + g_t^2,\;\; w_{t+1} = w_t - \frac{\eta\, g_t}{\sqrt{G_t} + \epsilon}")
+st.latex(r"\text{RMSProp: } s_t = \beta_2 s_{t-1} + (1-\beta_2)\, g_t^2,\;\; "
          r"w_{t+1} = w_t - \frac{\eta\, g_t}{\sqrt{s_t} + \epsilon}")
 st.latex(r"\text{Adam: } m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\;\; v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\;\;"
          r"w_{t+1} = w_t - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}")

@@ -37,7 +37,7 @@ v_t &= \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2 \\
 \theta_t &= \theta_{t-1} - \alpha\,\frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
 \end{aligned}""")
 
-st.subheader("Try it")
+st.header("Try it")
 c1, c2, c3, c4 = st.columns(4)
 lr = c1.number_input("α (learning rate)", min_value=0.0001, max_value=10.0, value=0.1, step=0.05,
                      format="%.4g", key="adam_lr")
@@ -68,7 +68,7 @@ st.plotly_chart(adam_path_figure(bowl, rows), width="stretch")
 st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "
            "so the step is α·g/(|g| + ε), about α in the direction of −g.")
 
-st.subheader("Why the bias correction? Predict, then check")
+st.header("Why the bias correction? Predict, then check")
 st.markdown("m and v start at 0, so after one step they are only (1 − β₁)·g and (1 − β₂)·g². The table above "
             "divides them by 1 − βᵗ. Predict what happens if you leave that out.")
 bc_options = bias_correction_options(settings)
@@ -99,7 +99,7 @@ if st.session_state.get("adam_bc_checked"):
                    f"{comparison.final_with:.4g} with the correction and {comparison.final_without:.4g} without "
                    f"(minimum at {bowl.c:g}). As t grows, 1 − βᵗ tends to 1 and the two rules agree.")
 
-st.subheader("Where Adam acts in SimpleCNN")
+st.header("Where Adam acts in SimpleCNN")
 model, label = lesson_model()
 work = copy.deepcopy(model).cpu().float()
 n_params = work.num_parameters()
@@ -128,7 +128,7 @@ if grads:
                f"{max(abs(s.update_by_torch) for s in real):.3g}).")
 nav.link(nav.TRAIN, "Train a model with Adam (or compare it with SGD) on the Train page", icon=":material/model_training:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 options = ["about 100 times larger", "about the same size", "about 100 times smaller"]
 guess = st.radio(f"Make the bowl 100 times steeper (k = 100 instead of k = 1), with your α = {lr:g}. "
                  "How long is Adam's first step now?", options, index=None, key="adam_guess")

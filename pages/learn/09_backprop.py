@@ -58,7 +58,7 @@ st.markdown(f"w ← {w:g} − {lr:g}·({tr.grads['w']:.4g}) = **{new_w:.4g}**, "
             f"b ← {b:g} − {lr:g}·({tr.grads['b']:.4g}) = **{new_b:.4g}**; "
             f"the loss goes from {tr.loss:.4g} to **{new_loss:.4g}**.")
 
-st.subheader("Where backprop acts in SimpleCNN")
+st.header("Where backprop acts in SimpleCNN")
 model, label = lesson_model()
 ds = dataset()
 grads = model_gradients(model, to_float(ds.test_images[:64]), ds.test_labels[:64])
@@ -76,7 +76,7 @@ g1.caption(f"∂L/∂(fc2 bias): mean(p − y) by hand vs `fc2.bias.grad`. Large
            f"{grads.max_difference():.1e}")
 g2.plotly_chart(gradient_norms_figure(grads.norms), width="stretch")
 
-st.subheader("Through the real layers, by hand")
+st.header("Through the real layers, by hand")
 st.markdown(
     "The same chain rule runs through convolution, ReLU and max-pooling. Below, one test digit goes through "
     f"*{label}* (eval mode) and autograd gives ∂L/∂(max1 output). From there, each backward rule of block 1 "
@@ -115,7 +115,7 @@ st.caption(f"Loss {lg.loss:.4g}. Max-pool gave a gradient to {lg.routed_count():
            "was ≤ 0: the background, where every input of a window was negative, sends nothing back.")
 nav.link(nav.INSIDE, "See the gradients of a digit on the Inside page", icon=":material/biotech:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 options = ["positive", "negative", "zero"]
 other_t = 0.0 if t >= 0.5 else 1.0
 guess = st.radio(f"Keep x = {x:g}, w = {w:g} and b = {b:g}, but change the target to t = {other_t:g}. "

@@ -80,7 +80,7 @@ st.caption(f"Means over all {h.numel():,} units of h for this mask. In each row 
            f"1 − p = {1 - p:.2f} everywhere, which the next layer's weights absorb. Both give the same network "
            "up to that factor; the inverted form makes inference free.")
 
-st.subheader("Where dropout acts in SimpleCNN")
+st.header("Where dropout acts in SimpleCNN")
 st.markdown(
     f"`dropout1` (p = {work.dropout1.p:g}) sits after the first pooling layer, on "
     f"{acts['max1'][0].numel():,} values shaped {tuple(acts['max1'].shape[1:])}; `dropout2` "
@@ -112,7 +112,7 @@ else:
                 f"{t_probs.max():.1%}.")
 nav.link(nav.INSIDE, "Watch dropout masks in the live network on the Inside page", icon=":material/biotech:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 p_real = float(work.dropout1.p)
 kept = 1.0 / (1.0 - p_real)
 options = list(dict.fromkeys(["always 1", "0 or 1", f"0 or {kept:.4g}", f"always {1 - p_real:.4g}"]))

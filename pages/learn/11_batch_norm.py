@@ -84,7 +84,7 @@ st.markdown(
     f"running variance from {float(view.running_var[c]):.4g} to **{float(view.running_var_after[c]):.4g}** "
     "(it averages the unbiased batch variance). This lesson works on a copy, so the model keeps its own.")
 
-st.subheader("Where batch norm acts in SimpleCNN")
+st.header("Where batch norm acts in SimpleCNN")
 if isinstance(work.batch1, nn.BatchNorm2d):
     st.markdown(
         f"`batch1` normalises the {work.batch1.num_features} channels of conv1 and `batch2` the "
@@ -96,7 +96,7 @@ else:
     st.markdown("This model has no batch normalization (its `batch1` and `batch2` are identities).")
 nav.link(nav.TRAIN, "Train with and without batch norm on the Train page", icon=":material/model_training:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 options = ["It changes in both modes", "It changes only in train mode", "It changes only in eval mode",
            "It never changes"]
 guess = st.radio("Put the first digit through `batch1` on its own, then again inside the whole batch. "

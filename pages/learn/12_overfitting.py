@@ -115,7 +115,7 @@ elif not comparing:
     st.info("Press **Train** to run the comparison. It waits for a free training slot on the server like "
             "every training, then takes a few seconds.")
 
-st.subheader("Where this acts in SimpleCNN")
+st.header("Where this acts in SimpleCNN")
 model, label = active_model()
 full_train, full_val = split_indices(len(shared_dataset("mnist").train_labels), TrainConfig().validation_split)
 if model is None:
@@ -132,7 +132,7 @@ else:
 nav.link(nav.TRAIN, "Train on the full dataset and watch both loss curves on the Train page",
          icon=":material/model_training:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 if len(chosen) < 2:
     st.info("Choose at least two runs above to get a question.")
 else:

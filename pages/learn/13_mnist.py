@@ -46,15 +46,17 @@ st.latex(rf"x = \frac{{\text{{pixel}}}}{{255}} \in [0, 1],\qquad \mu = \overline
 st.caption(f"μ and σ are computed here from all {n_train * height * width:,} training pixels; "
            f"{px.zero_fraction:.1%} of them are exactly 0 (pure background).")
 
-st.subheader("Samples of each class")
+st.header("Samples of each class")
 c1, c2 = st.columns([1, 3])
 per_class = c1.slider("samples per class", 4, 16, 10, key="mn_per_class")
 seed = c1.number_input("random seed", 0, 10_000, 0, key="mn_seed")
 picked = sample_indices(ds.train_labels, per_class, int(seed), ds.num_classes)  # (10, per_class)
 c1.caption("One row per digit, 0 at the top. Pixels are shown as stored (white = 255).")
-c2.image(mosaic(ds.train_images, picked), width=min(760, 44 * per_class), clamp=True)
+c2.image(mosaic(ds.train_images, picked), width=min(760, 44 * per_class), clamp=True,
+         alt=f"A grid of {per_class} training images of each class, one row per class from "
+             f"{ds.classes[0]} to {ds.classes[-1]}, light on black.")
 
-st.subheader("Class balance")
+st.header("Class balance")
 st.plotly_chart(class_balance_figure(summary["train_counts"], summary["test_counts"], ds.classes), width="stretch")
 tc = summary["train_counts"]
 st.caption(f"Training counts sum to {sum(tc):,}; the largest class has {max(tc):,} images and the smallest "
@@ -62,12 +64,12 @@ st.caption(f"Training counts sum to {sum(tc):,}; the largest class has {max(tc):
            "one digit: the best it could do is "
            f"{max(tc) / sum(tc):.1%}).")
 
-st.subheader("The average digit")
+st.header("The average digit")
 st.plotly_chart(image_row_figure(summary["means"], [f"mean {c}" for c in ds.classes], zmax=1.0, height=150),
                 width="stretch")
 st.caption("Each picture is the pixel-wise mean of all training images of that class: where the ink usually is.")
 
-st.subheader("Where MNIST enters SimpleCNN")
+st.header("Where MNIST enters SimpleCNN")
 model, label = active_model()
 train_idx, val_idx = split_indices(n_train, TrainConfig().validation_split)
 if model is None:
@@ -81,7 +83,7 @@ st.markdown(
 nav.link(nav.DATA, "Browse the dataset on the Data page", icon=":material/dataset:")
 nav.link(nav.TRAIN, "Train SimpleCNN on it", icon=":material/model_training:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 
 
 def _test_confusion(net) -> torch.Tensor:

@@ -47,13 +47,14 @@ m2.metric("model.num_parameters()", f"{total_model:,}", "same" if total_rows == 
 fc1_share = sum(p.numel() for p in work.fc1.parameters()) / total_model
 m3.metric("share held by fc1", f"{fc1_share:.1%}")
 
-st.subheader("One digit through the network")
+st.header("One digit through the network")
 c1, c2 = st.columns([1, 3])
 index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="lw_index")
 per_stage = c1.slider("feature maps per stage", 4, 12, 8, key="lw_per_stage")
 walk = forward_walk(work, ds.test_images[int(index)])
 true_label = int(ds.test_labels[int(index)])
-c1.image(ds.test_images[int(index)].numpy(), width=140, caption=f"label {ds.classes[true_label]}")
+c1.image(ds.test_images[int(index)].numpy(), width=140, caption=f"label {ds.classes[true_label]}",
+         alt=f"Test image number {int(index)}: a handwritten {ds.classes[true_label]}, 28 by 28 pixels.")
 c2.plotly_chart(softmax_bars_figure(walk.probabilities, ds.classes, true_label), width="stretch")
 st.caption(f"For each stage: the {per_stage} channels with the strongest mean |activation| for this digit "
            "(the channel number is in each title); batch1 and batch2 are shown too, since normalising "
@@ -69,7 +70,7 @@ relu3 = walk.stages["relu3"][0].numpy()
 st.plotly_chart(vector_figure(relu3, f"fc1 + ReLU: {relu3.size} features, {int((relu3 > 0).sum())} of them "
                                      "non-zero for this digit"), width="stretch")
 
-st.subheader("Follow one channel")
+st.header("Follow one channel")
 st.markdown(
     "Pick a channel of conv1 and follow it: its map after convolution, batch norm, ReLU and pooling. conv2 "
     "mixes all 32 channels, so the trail continues in the conv2 channel whose 5×5 kernel on your channel is "
@@ -95,7 +96,7 @@ f1.caption(f"Boxes: the input pixels that can change the strongest max1 unit of 
            f"(rows {box1[0]}–{box1[2]}, columns {box1[1]}–{box1[3]}) and the strongest max2 unit of channel "
            f"{listener} (rows {box2[0]}–{box2[2]}, columns {box2[1]}–{box2[3]}).")
 
-st.subheader("Flatten: from (64, 4, 4) to 1,024 numbers")
+st.header("Flatten: from (64, 4, 4) to 1,024 numbers")
 st.markdown(
     "`flatten` lays max2's 64 maps of 4×4 end to end: all 16 values of channel 0 row by row, then channel 1, "
     "and so on. fc1 then gives each of the 1,024 positions its own weight, so it learns *which channel at "
@@ -109,12 +110,12 @@ st.markdown(f"fc1 input **{int(flat_index)}** = max2 channel **{fc}**, row **{fr
             f"for this digit the flattened vector holds {flat_value:.4g} there and the map holds {grid_value:.4g} "
             f"({'the same number' if flat_value == grid_value else 'they differ'}).")
 
-st.subheader("Where to go next")
+st.header("Where to go next")
 st.markdown("Everything above is the live model: the same module the Train page trains and the Inside "
             "page opens up with hooks.")
 nav.link(nav.INSIDE, "Open the network for your own drawings on the Inside page", icon=":material/biotech:")
 
-st.subheader("Predict, then check")
+st.header("Predict, then check")
 q_channel, q_row, q_col = int(follow), 2, 3
 q_options = flatten_options(q_channel, q_row, q_col, tuple(walk.stages["max2"].shape[1:]))
 guess = st.radio(f"max2's value at channel {q_channel}, row {q_row}, column {q_col} (counting from 0): which of "

@@ -45,7 +45,7 @@ st.caption(f"Line 3 gave a training loss of {step.train_loss:.4f} (train mode, w
            "A step that is too large overshoots: on a fresh SimpleCNN with SGD, η = 0.1 lowers the loss on "
            "this batch and η = 1 raises it.")
 
-st.subheader("Which weights moved most")
+st.header("Which weights moved most")
 top = step.moves[0]
 st.markdown(f"The single weight that moved most is **{top.name}{list(top.top_index)}**: from {top.top_before:.5f} "
             f"to {top.top_after:.5f} (a change of {top.max_change:.3g}).")

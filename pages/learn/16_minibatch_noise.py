@@ -68,7 +68,7 @@ else:
                  "error then falls far less regularly with B, and even the 1,024-image reference is noisy.")
     st.markdown(text)
 
-st.subheader("Where this acts in SimpleCNN")
+st.header("Where this acts in SimpleCNN")
 st.markdown(f"The Train page uses batches of {TrainConfig().batch_size} images: each step costs one forward and "
             f"backward pass over {TrainConfig().batch_size} digits, and one epoch of the "
             f"{int(len(ds.train_labels) * (1 - TrainConfig().validation_split)):,} training images takes "

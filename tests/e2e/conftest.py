@@ -375,10 +375,13 @@ def set_number(page, label: str, value) -> None:
     wait_idle(page)
 
 
+MENU = ".st-key-app_menu"  # the app's own page menu in the sidebar (dashboard.nav.sidebar_menu)
+
+
 def nav_link(page, title: str):
     """The sidebar menu link of a page (client-side navigation: the session and its runs stay)."""
     name = re.compile(rf"(^|\s){re.escape(title)}$")  # a material icon's ligature may precede the title
-    return page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name)
+    return page.locator(MENU).get_by_role("link", name=name)
 
 
 def table_rows(page, scope='[data-testid="stDataFrame"]') -> list[dict[str, str]]:
@@ -480,5 +483,5 @@ CONFIDENCE = re.compile(r"Confidence: (\d+\.\d)%")
 
 def prediction(page) -> str | None:
     """The text of the Draw page's "Prediction: D" heading, or None when there is none."""
-    headings = page.locator("h3", has_text="Prediction:").all_inner_texts()
+    headings = page.locator("h2", has_text="Prediction:").all_inner_texts()
     return headings[0].strip() if headings else None

@@ -17,6 +17,7 @@ from simplecnn.checkpoints import save_checkpoint
 from simplecnn.model import SimpleCNN
 
 from .conftest import (
+    MENU,
     ROOT,
     button,
     canvas,
@@ -238,7 +239,7 @@ def test_deep_link_on_a_fresh_server_runs_through_app_py(browser, tmp_path):
         try:
             goto(tab.page, "/train")
             wait_for_text(tab.page, "Train the network", selector='[data-testid="stMain"]')
-            links = tab.page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+            links = tab.page.locator(f"{MENU} a").all_inner_texts()
             titles = [t.strip().split("\n")[-1] for t in links]  # "biotech\n\nInside the network": icon, title
             assert "Inside the network" in titles and "1 · Images as tensors" in titles, titles
             assert exception_boxes(tab.page) == [] and tab.problems() == []

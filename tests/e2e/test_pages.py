@@ -10,7 +10,7 @@ import pytest
 
 from dashboard import nav
 
-from .conftest import exception_boxes, goto, open_tab, page_url_path, screenshot
+from .conftest import MENU, exception_boxes, goto, open_tab, page_url_path, screenshot
 
 PAGES = nav.DASHBOARD_PAGES + nav.LESSON_PAGES
 
@@ -25,13 +25,9 @@ def tab(browser, app_url):
 
 
 def test_the_sidebar_links_to_every_page_under_the_derived_url(tab):
-    """page_url_path() (used below) agrees with the links Streamlit really renders."""
+    """page_url_path() (used below) agrees with the links the app's sidebar menu really renders."""
     goto(tab.page, "/")
-    nav_links = tab.page.locator('[data-testid="stSidebarNav"]')
-    more = nav_links.get_by_text("View", exact=False)  # "View 10 more" folds long menus
-    if more.count():
-        more.first.click()
-    hrefs = tab.page.locator('[data-testid="stSidebarNav"] a').evaluate_all(
+    hrefs = tab.page.locator(f"{MENU} a").evaluate_all(
         "links => links.map(a => new URL(a.href).pathname)")
     assert hrefs == [page_url_path(file) for file, _, _ in PAGES]
 
