@@ -71,10 +71,28 @@ def test_adam_page(model):
     assert table["θ after"].tolist() == pytest.approx(reference, abs=1e-12)
     if model is None:
         assert any("missing" in i.value for i in at.info)
-    assert "Right" in _check(at, "adam", "about the same size")
+    _assert_scale_question(at)
     _assert_bias_correction_question(at)
     at.select_slider(key="adam_eps").set_value(1.0).run()  # a huge ε breaks the scale invariance
     assert not at.exception and any("**yes**" in s.value for s in at.success)
+
+
+def _captions(at: AppTest) -> str:
+    return " ".join(c.value for c in at.caption)
+
+
+def _assert_scale_question(at: AppTest) -> None:
+    """k = 100 makes g 100x larger; Adam's step 1 is α·g/(|g| + ε) (closed form), so its size barely moves."""
+    g1, g100 = 2 * 1 * (0.0 - 3.0), 2 * 100 * (0.0 - 3.0)  # dL/dθ of the bowl k·(θ − 3)² at θ₀ = 0
+    step = [0.1 * abs(g) / (abs(g) + 1e-8) for g in (g1, g100)]
+    assert step[1] / step[0] == pytest.approx(1.0, abs=1e-6)  # hence "about the same size"
+    hidden = _captions(at)
+    assert "about α in the direction" not in hidden and "close to α" not in hidden  # the answer is not printed
+    wrong = _check(at, "adam", "about 100 times larger")
+    assert "Not quite" in wrong and "**about the same size**" in wrong
+    at.radio(key="adam_guess").set_value("about the same size").run()
+    assert "Right" in _messages(at)
+    assert "about α in the direction" in _captions(at)  # explained once checked
 
 
 def _columns(at: AppTest) -> set[str]:

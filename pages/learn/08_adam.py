@@ -65,8 +65,12 @@ verdict = "yes" if check.matches else "NO"
     f"Hand-written table matches `torch.optim.Adam` (float64, same settings): **{verdict}**, "
     f"largest difference in θ over {steps} steps: {check.max_difference:.1e}")
 st.plotly_chart(adam_path_figure(bowl, rows), width="stretch")
-st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "
-           "so the step is α·g/(|g| + ε), about α in the direction of −g.")
+scale_checked = bool(st.session_state.get("adam_checked"))  # the last question on the page asks why
+if scale_checked:
+    st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "
+               "so the step is α·g/(|g| + ε), about α in the direction of −g.")
+else:
+    st.caption("What sets the size of step 1? Keep the table in mind: the last question on this page asks it.")
 
 st.header("Why the bias correction? Predict, then check")
 st.markdown("m and v start at 0, so after one step they are only (1 − β₁)·g and (1 − β₂)·g². The table above "
@@ -123,9 +127,10 @@ st.dataframe(real_table.style.format("{:.3g}", subset=[c for c in real_table.col
              hide_index=True, width="stretch")
 grads = [abs(s.grad) for s in real if s.grad != 0]
 if grads:
-    st.caption(f"The gradients span a factor of {max(grads) / min(grads):,.0f} in size, yet every step is "
-               f"close to α = {lr:g} (from {min(abs(s.update_by_torch) for s in real):.3g} to "
-               f"{max(abs(s.update_by_torch) for s in real):.3g}).")
+    if scale_checked:  # says how the last question comes out: shown once it is checked
+        st.caption(f"The gradients span a factor of {max(grads) / min(grads):,.0f} in size, yet every step is "
+                   f"close to α = {lr:g} (from {min(abs(s.update_by_torch) for s in real):.3g} to "
+                   f"{max(abs(s.update_by_torch) for s in real):.3g}).")
 nav.link(nav.TRAIN, "Train a model with Adam (or compare it with SGD) on the Train page", icon=":material/model_training:")
 
 st.header("Predict, then check")
