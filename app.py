@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import streamlit as st  # noqa: E402
 
 from dashboard import nav, state, teacher
-from dashboard.identity import learner
+from dashboard.identity import PARAM, learner, learner_token
 from dashboard.status import learner_link_ui, training_status
 from simplecnn.data import DataError
 
@@ -49,7 +49,7 @@ sections = {"Dashboard": _pages(nav.DASHBOARD_PAGES), "Learn": _pages(nav.LESSON
 if teacher.is_teacher():  # no teacher page at all unless the link carries the server's teacher token
     sections = {"Teacher": _pages(nav.TEACHER_PAGES), **sections}  # first: the menu folds long lists
 page = st.navigation(sections, position="hidden")  # the app draws its own, accessible menu:
-nav.sidebar_menu(sections)
+nav.sidebar_menu(sections, {PARAM: learner_token()})  # the link keeps the learner's token
 training_status()
 learner_link_ui()
 try:

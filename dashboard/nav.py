@@ -56,7 +56,7 @@ def link(page: str, label: str, icon: str | None = None) -> None:
 MENU_KEY = "app_menu"  # the sidebar menu's container: its element carries the class "st-key-app_menu"
 
 
-def sidebar_menu(sections: dict[str, list]) -> None:
+def sidebar_menu(sections: dict[str, list], query_params: dict[str, str] | None = None) -> None:
     """The app's page menu at the top of the sidebar: a bold section name, then a st.page_link per page.
 
     It stands in for the menu st.navigation draws itself (app.py hides that one): Streamlit's menu puts
@@ -68,4 +68,4 @@ def sidebar_menu(sections: dict[str, list]) -> None:
         for section, pages in sections.items():
             st.markdown(f"**{section}**")
             for page in pages:
-                st.page_link(page, label=page.title, icon=page.icon)
+                st.page_link(page, label=page.title, icon=page.icon, query_params=query_params)
