@@ -106,6 +106,21 @@ def test_hinge_table_shows_no_missing_value_and_log_softmax_matches_torch(no_mod
     assert f"by hand {nll:.4f}" in _texts(at)
 
 
+def test_loss_question_asks_how_hard_a_confident_mistake_is_pushed(no_model):
+    """Closed form: softmax - onehot with the rest spread over 9 classes has length (1 - p)·sqrt(1 + 1/9),
+    so B/A = 0.99 / 0.1 = 9.9: "about 10 times", not the 90 times that -1/p would claim."""
+    ratio = (1 - 0.01) / (1 - 0.9)
+    assert ratio == pytest.approx(9.9)
+    at = _run("06_losses.py")
+    assert at.radio(key="t06_guess").value is None
+    verdict, text = _answer(at, "t06", "B's logits are pushed about 100 times harder")
+    assert verdict == "wrong"
+    verdict, text = _answer(at, "t06", "B's logits are pushed about 10 times harder")
+    assert verdict == "right" and "B/A = 9.9" in text
+    length = (1 - 0.01) * (1 + 1 / 9) ** 0.5
+    assert f"{length:.3f} for B" in text
+
+
 @pytest.mark.parametrize("count", [500, 2000])
 def test_largest_loss_images_are_listed_and_described_truly(bundled_model, mnist, count):
     at = _run("06_losses.py")

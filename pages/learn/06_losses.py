@@ -160,16 +160,21 @@ nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------
 st.header("Predict, then check")
-p_quiz = 0.01
-options = {"about p": p_quiz, "about 1 − p": 1 - p_quiz, "about −ln p": -np.log(p_quiz), "about 1 / p": 1 / p_quiz}
-guess = st.radio(f"A model gives the true class probability p = {p_quiz}. What cross-entropy loss does it get?",
-                 list(options), index=None, format_func=lambda k: f"{options[k]:.2f}", key="t06_guess")
+good, bad = 0.9, 0.01  # p(true class) of two images in one batch
+options = {"A's logits are pushed about 10 times harder": 0.1, "both about the same": 1.0,
+           "B's logits are pushed about 10 times harder": 10.0, "B's logits are pushed about 100 times harder": 100.0}
+guess = st.radio(f"Two images in one batch. The model gives image A's true class p = {good} and image B's "
+                 f"p = {bad} (a confident mistake). After `loss.backward()`, compare the lengths of the gradients "
+                 "with respect to each image's logits (what the layers below receive).",
+                 list(options), index=None, key="t06_guess")
 if st.button("Check by running it", key="t06_check"):
     if guess is None:
         st.warning("Pick an answer first, then check.")
     else:
-        logits = torch.log(torch.tensor([[p_quiz, 1 - p_quiz]]))  # softmax gives back [p, 1 - p]
-        loss = float(F.cross_entropy(logits, torch.tensor([0])))
-        truth = min(options, key=lambda k: abs(options[k] - loss))
-        text = f"F.cross_entropy says {loss:.4f}: the loss is −ln p, and it keeps growing as p shrinks."
+        g_good, g_bad = al.logit_gradient_length(good, 10), al.logit_gradient_length(bad, 10)
+        ratio = g_bad / g_good
+        truth = min(options, key=lambda k: abs(np.log(options[k]) - np.log(ratio)))
+        text = (f"Autograd on `F.cross_entropy` (10 classes): |∂L/∂z| is {g_bad:.3f} for B and {g_good:.3f} for A, "
+                f"B/A = {ratio:.1f}. The gradient is softmax − onehot, so it never exceeds √2: B is pushed harder, "
+                f"but not 1/p harder (that would be {good / bad:.0f}×).")
         (st.success if guess == truth else st.error)(("Right. " if guess == truth else "Not quite. ") + text)

@@ -205,3 +205,18 @@ def describe_largest_losses(worst: dict[str, np.ndarray]) -> str:
         parts.append(f"{shown - n_wrong} {'is' if shown - n_wrong == 1 else 'are'} classified correctly but "
                      f"without confidence (p(true class) between {pr.min():.3f} and {pr.max():.3f})")
     return "; ".join(parts) + "."
+
+
+def logit_gradient_length(p_true: float, classes: int = 2) -> float:
+    """|dL/dz| of cross-entropy for an image whose true class gets probability p_true, by autograd.
+
+    The rest of the probability is spread evenly over the other classes. Cross-entropy's gradient
+    with respect to the logits is softmax - onehot, so its length stays below sqrt(2) however
+    small p_true is: a confident mistake is pushed harder than a good answer, but not 1/p harder.
+    """
+    rest = (1.0 - p_true) / (classes - 1)
+    probs = torch.tensor([p_true] + [rest] * (classes - 1), dtype=torch.float64)
+    logits = torch.log(probs).requires_grad_(True)  # softmax(log p) = p
+    F.cross_entropy(logits[None], torch.tensor([0])).backward()
+    return float(logits.grad.norm())
+
