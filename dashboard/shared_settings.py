@@ -31,9 +31,13 @@ def _link_params(fields: Sequence[Field]) -> dict[str, str]:
 def from_link(name: str, fields: Sequence[Field]) -> list[str]:
     """Apply the settings in the URL to the widgets (call before drawing them); the notes shown."""
     seen = st.session_state.setdefault(_SEEN, {})
-    current = _link_params(fields)
-    if current == seen.get(name):  # our own mirror of the widgets: nothing new to apply
+    if name in seen:
+        # A link is applied once, when the page first opens in this session (opening a shared link is
+        # a page load). Later URLs are our own mirror of the widgets, and one can lag a run behind them:
+        # a slider moved key by key reruns before the browser has shown the previous value's URL, and
+        # applying that URL again threw the slider back (found by the browser suite under load).
         return []
+    current = _link_params(fields)
     seen[name] = current
     values, notes = parse(current, fields)
     for key, value in values.items():

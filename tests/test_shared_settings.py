@@ -187,3 +187,16 @@ def test_the_share_link_opens_the_same_settings_for_another_learner():
     assert widget_values(second) == widget_values(first)
     assert second.session_state["_learner_token"] != first.session_state["_learner_token"]
     assert not math.isnan(widget_values(second)["train_lr"])
+
+
+def test_a_url_that_lags_behind_the_widgets_does_not_throw_them_back():
+    """The browser sends each rerun with the URL it shows, which can still hold the previous value while
+    a slider is moved key by key; only the link a page opened with is applied."""
+    at = train_page(epochs="3")
+    at.select_slider(key="train_subset").set_value(500).run()
+    at.query_params["images"] = "1000"  # the URL of one run before, arriving with the next rerun
+    at.run()
+    assert not at.exception, at.exception
+    assert widget_values(at)["train_subset"] == 500 and widget_values(at)["train_epochs"] == 3
+    assert at.query_params["images"] == "500"  # and the URL follows the widget again
+
