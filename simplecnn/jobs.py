@@ -106,9 +106,11 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                    stop: threading.Event) -> None:
     """In the child process: continue the stored run at `run_path`, report over `conn`, save as it goes."""
     from .data import load_dataset
+    from .recorders import attach_recorders, close_recorders
     from .training import Trainer
 
     trainer = saver = None
+    recorders: list = []
     try:
         last_publish = [time.monotonic()]
         last_check = [time.monotonic()]
@@ -116,6 +118,8 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
 
         def report(event: object) -> None:
             h = trainer.history
+            for recorder in recorders:
+                recorder.on_event(trainer, event)
             if isinstance(event, BatchEvent):
                 conn.send(("batch", asdict(event), h.seconds, h.images_seen))
                 if time.monotonic() - last_check[0] >= 1.0:  # a Stop pressed on another web server
@@ -141,10 +145,12 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
         if run.state_path.exists():
             trainer.load_state_dict(torch.load(run.state_path, map_location="cpu", weights_only=True))
         saver = RunSaver(run, train_config, save_every_s)
+        recorders = attach_recorders(trainer, run)
         if not stop.is_set():  # a stop pressed while this process started trains nothing
             # The trainer checks its stop flag between batches: a stop costs at most one batch.
             threading.Thread(target=lambda: stop.wait() and trainer.request_stop(), daemon=True).start()
             trainer.fit()
+        close_recorders(recorders, trainer)
         saver.save(trainer)
         conn.send(("done", trainer.history.to_dict(), trainer.epoch, trainer._batch))
     except BaseException as exc:  # the parent shows the reason; nothing else would see it
@@ -153,6 +159,10 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                 saver.save(trainer)
             except Exception:
                 pass
+        try:
+            close_recorders(recorders, trainer)
+        except Exception:
+            pass
         try:
             conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         except OSError:

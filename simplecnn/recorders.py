@@ -1,0 +1,52 @@
+"""What the training process records beside a run while it trains, besides weights and curves.
+
+A recorder is attached to a `Trainer` in the training process (`simplecnn.jobs.train_in_child`,
+which the local worker and the Ray actor both run). It sees every event the trainer reports and
+writes its own files into the run's directory, so what it records survives the server like the
+rest of the run. Recorders register by "module:function" in `RECORDER_FACTORIES`; each factory is
+called as `factory(trainer, run)` and returns a recorder, or None when it has nothing to record
+for that run.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+RECORDER_FACTORIES: tuple[str, ...] = (
+)
+
+
+class Recorder(Protocol):
+    def on_event(self, trainer, event: object) -> None:
+        """Called with every BatchEvent / EpochEvent, in the training process, before the run is saved."""
+
+    def close(self, trainer) -> None:
+        """Called when training ends (finished, stopped or failed): write what is pending. May be called
+        twice (once more after a failed final save), so it must be idempotent."""
+
+
+def _factory(spec: str):
+    module_name, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def attach_recorders(trainer, run, factories: tuple[str, ...] = RECORDER_FACTORIES) -> list[Recorder]:
+    """The recorders that want to record this run (a failing factory is an error, not a silent skip)."""
+    found = []
+    for spec in factories:
+        recorder = _factory(spec)(trainer, run)
+        if recorder is not None:
+            found.append(recorder)
+    return found
+
+
+def close_recorders(recorders: list[Recorder], trainer) -> None:
+    """Close every recorder; one that fails does not keep the others from writing."""
+    errors = []
+    for recorder in recorders:
+        try:
+            recorder.close(trainer)
+        except Exception as exc:  # reported after the others closed
+            errors.append(exc)
+    if errors:
+        raise errors[0]
