@@ -13,6 +13,7 @@ import importlib
 from typing import Protocol
 
 RECORDER_FACTORIES: tuple[str, ...] = (
+    "simplecnn.health:recorder_for",
 )
 
 
