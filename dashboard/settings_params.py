@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from simplecnn.training import LR_SCHEDULES, OPTIMIZERS
 
@@ -22,7 +22,8 @@ MAX_VALUE_CHARS = 40  # longer values are not parsed (and are shown cut in the n
 class Field:
     """One widget mirrored in the URL: its parameter name, its session-state key, its default and
     what it accepts: `options` (a select slider / selectbox), a `low`..`high` range on a `step` grid
-    (a slider or number input; `whole` for whole numbers), or `flag` (a toggle)."""
+    (a slider or number input; `whole` for whole numbers), `flag` (a toggle), or `many` options (a
+    multiselect: a list, written comma-separated in the options' order)."""
 
     param: str
     key: str
@@ -33,10 +34,14 @@ class Field:
     step: float | None = None
     whole: bool = False
     flag: bool = False
+    many: bool = False
 
     def encode(self, value: Any) -> str:
         if self.flag:
             return "on" if value else "off"
+        if self.many:
+            chosen = set(value)
+            return ",".join(str(o) for o in self.options if o in chosen)
         if value is None:
             return "all"
         if self.whole:
@@ -55,6 +60,11 @@ class Field:
             if lowered in ("off", "false", "0", "no"):
                 return False
             raise ValueError("use on or off")
+        if self.many:
+            names = [part.strip() for part in text.split(",")]
+            if not text or any(name not in self.options for name in names):
+                raise ValueError(f"choose some of {', '.join(map(str, self.options))}")
+            return [o for o in self.options if o in names]
         if self.options is not None:
             return self._option(text)
         return self._number(text)
@@ -86,16 +96,14 @@ class Field:
             raise ValueError("not a number")
         if not self.low <= number <= self.high:
             raise ValueError(f"outside {self.encode(self.low)} to {self.encode(self.high)}")
-        if self.whole:
-            if number != int(number):
-                raise ValueError("not a whole number")
-            return int(number)
+        if self.whole and number != int(number):
+            raise ValueError("not a whole number")
         if self.step:
             steps = (number - self.low) / self.step
             if abs(steps - round(steps)) > 1e-6:
                 raise ValueError(f"not a multiple of {self.step:g}")
             number = round(self.low + round(steps) * self.step, 10)
-        return number
+        return int(number) if self.whole else number
 
 
 # The Train page's settings (pages/train.py, settings_ui); the option lists are the page's own.
@@ -122,6 +130,21 @@ TRAIN_FIELDS: tuple[Field, ...] = (
 )
 
 
+# A page's fields: a fixed tuple, or a function of the widget values chosen so far ({key: value}) for a
+# page whose widgets depend on another one (lesson 7: each loss surface has its own learning rate and start).
+Spec = Union[Sequence[Field], Callable[[Mapping[str, Any]], Sequence[Field]]]
+
+
+def fields_of(spec: Spec, values: Mapping[str, Any] | None = None) -> tuple[Field, ...]:
+    """The fields of `spec` for these widget values (missing ones at their defaults)."""
+    if not callable(spec):
+        return tuple(spec)
+    fields = tuple(spec({}))
+    if values:
+        fields = tuple(spec({**{f.key: f.default for f in fields}, **values}))
+    return fields
+
+
 def _first(value: Any) -> str:
     """st.query_params gives the last value of a repeated parameter as str; a plain mapping may give a list."""
     if isinstance(value, (list, tuple)):
@@ -129,12 +152,16 @@ def _first(value: Any) -> str:
     return str(value)
 
 
-def parse(query: Mapping[str, Any], fields: Sequence[Field]) -> tuple[dict[str, Any], list[str]]:
+def parse(query: Mapping[str, Any], fields: Spec) -> tuple[dict[str, Any], list[str]]:
     """({widget key: value} for every field named in `query`, notes about the values refused).
 
     A refused value maps to the field's default. Parameters that are not fields are ignored (the
-    learner's token, the teacher's, anything else).
+    learner's token, the teacher's, anything else). A spec that depends on its own values is read
+    twice: first with the defaults (which settles e.g. lesson 7's surface), then for what that chose.
     """
+    if callable(fields):
+        first, _ = parse(query, fields_of(fields))
+        return parse(query, fields_of(fields, first))
     values: dict[str, Any] = {}
     notes: list[str] = []
     for field in fields:
@@ -150,8 +177,9 @@ def parse(query: Mapping[str, Any], fields: Sequence[Field]) -> tuple[dict[str, 
     return values, notes
 
 
-def encode(values: Mapping[str, Any], fields: Sequence[Field]) -> dict[str, str]:
+def encode(values: Mapping[str, Any], fields: Spec) -> dict[str, str]:
     """{parameter: text} for the fields whose value differs from its default (in the fields' order)."""
+    fields = fields_of(fields, values)
     out = {}
     for field in fields:
         if field.key not in values:

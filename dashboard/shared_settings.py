@@ -12,23 +12,22 @@ The validation itself is in dashboard.settings_params (no Streamlit, unit-tested
 """
 from __future__ import annotations
 
-from typing import Sequence
 from urllib.parse import urlencode
 
 import streamlit as st
 
-from dashboard.settings_params import Field, encode, parse
+from dashboard.settings_params import Spec, encode, fields_of, parse
 from dashboard.widgets import kept
 
 _SEEN = "_shared_settings_seen"  # session_state: {page name: the settings parameters last applied or written}
 
 
-def _link_params(fields: Sequence[Field]) -> dict[str, str]:
-    names = {f.param for f in fields}
+def _link_params(fields: Spec) -> dict[str, str]:
+    names = {f.param for f in fields_of(fields)}
     return {k: st.query_params.get(k) for k in st.query_params.keys() if k in names}
 
 
-def from_link(name: str, fields: Sequence[Field]) -> list[str]:
+def from_link(name: str, fields: Spec) -> list[str]:
     """Apply the settings in the URL to the widgets (call before drawing them); the notes shown."""
     seen = st.session_state.setdefault(_SEEN, {})
     if name in seen:
@@ -51,12 +50,13 @@ def from_link(name: str, fields: Sequence[Field]) -> list[str]:
     return notes
 
 
-def current_values(fields: Sequence[Field]) -> dict:
+def current_values(fields: Spec) -> dict:
     """The widgets' values now (the kept ones; a widget not drawn yet has its default)."""
-    return {f.key: kept(f.key, f.default) for f in fields}
+    values = {f.key: kept(f.key, f.default) for f in fields_of(fields)}
+    return {f.key: kept(f.key, f.default) for f in fields_of(fields, values)}
 
 
-def to_link(name: str, fields: Sequence[Field]) -> dict[str, str]:
+def to_link(name: str, fields: Spec) -> dict[str, str]:
     """Mirror the widgets in the URL (call after drawing them); returns the settings parameters."""
     wanted = encode(current_values(fields), fields)
     current = _link_params(fields)
@@ -77,10 +77,10 @@ def share_link(params: dict[str, str]) -> str:
     except Exception:
         url = ""
     base = url.split("?", 1)[0].split("#", 1)[0]
-    return base + ("?" + urlencode(params) if params else "")
+    return base + ("?" + urlencode(params, safe=",") if params else "")  # "show=Batch+GD,Momentum"
 
 
-def share_ui(name: str, fields: Sequence[Field]) -> str:
+def share_ui(name: str, fields: Spec) -> str:
     """Mirror the settings in the URL and show "Copy link to these settings"; returns the link."""
     link = share_link(to_link(name, fields))
     with st.expander("Copy link to these settings", icon=":material/share:"):

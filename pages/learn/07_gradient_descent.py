@@ -6,13 +6,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_params import GD_RATES
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.lessons import figures_a as fig
 from simplecnn.lessons import optim_paths as op
 from simplecnn.model import SimpleCNN
 from simplecnn.training import TrainConfig, build_optimizer
 
-LEARNING_RATES = [float(f"{v:.2g}") for v in np.logspace(-4, 0, 25)]  # 1e-4 ... 1, evenly on a log scale
+LEARNING_RATES = list(GD_RATES)  # 1e-4 ... 1: 1, 1.5, 2, 3, 5, 7 in every decade
 
 
 @st.cache_data(show_spinner="Running the optimizers…", max_entries=64)
@@ -27,6 +30,7 @@ def nearest(options: list[float], value: float) -> float:
 
 
 st.title("7 · Gradient descent and its variants")
+lesson_link("07")
 st.markdown(
     "Training means finding weights with a low loss. The gradient $\\nabla L$ points uphill, so "
     "**gradient descent** takes a small step the other way, again and again; the learning rate $\\eta$ "
@@ -52,29 +56,35 @@ st.caption("g_t is the gradient at step t; all squares and roots act coordinate 
            "These are the rules torch.optim follows (Adagrad without its lr_decay, RMSProp with alpha = β₂).")
 
 # -- settings -------------------------------------------------------------------------------------------
-surface_name = st.selectbox("Loss surface", list(op.SURFACES), key="t07_surface")
+surface_name = st.selectbox("Loss surface", list(op.SURFACES), **setting("t07_surface"))
 surface = op.SURFACES[surface_name]
 st.caption(surface.note)
 a1, a2, a3, a4 = st.columns(4)
-lr = a1.select_slider("Learning rate η", LEARNING_RATES, value=nearest(LEARNING_RATES, surface.lr),
-                      key=f"t07_lr_{surface_name}")
-beta1 = a2.slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key="t07_b1")
-beta2 = a3.slider("β₂ (RMSProp, Adam)", 0.5, 0.999, 0.99, 0.001, format="%.3f", key="t07_b2")
-steps = a4.slider("Steps", 10, 500, 150, 10, key="t07_steps")
+lr = a1.select_slider("Learning rate η", LEARNING_RATES,
+                      **setting(f"t07_lr_{surface_name}", nearest(LEARNING_RATES, surface.lr)))
+beta1 = a2.slider("β₁ (Adam)", 0.0, 0.99, step=0.01, **setting("t07_b1"))
+beta2 = a3.slider("β₂ (RMSProp, Adam)", 0.5, 0.999, step=0.001, format="%.3f", **setting("t07_b2"))
+steps = a4.slider("Steps", 10, 500, step=10, **setting("t07_steps"))
 b1, b2, b3, b4, b5 = st.columns(5)
-momentum = b5.slider("β (Momentum)", 0.0, 0.99, 0.9, 0.01, key="t07_mom")
-noise = b1.slider("SGD gradient noise (std)", 0.0, 5.0, 1.0, 0.1, key="t07_noise")
-seed = int(b2.number_input("Noise seed", 0, 10_000, 0, key="t07_seed"))
-start_x = b3.slider("Start x", float(surface.x_range[0]), float(surface.x_range[1]), float(surface.start[0]),
-                    key=f"t07_x_{surface_name}")
-start_y = b4.slider("Start y", float(surface.y_range[0]), float(surface.y_range[1]), float(surface.start[1]),
-                    key=f"t07_y_{surface_name}")
-own_rate = st.checkbox("Give Adagrad, RMSProp and Adam their own learning rate", key="t07_own")
-adaptive_lr = (st.select_slider("Learning rate of the adaptive methods", LEARNING_RATES, value=nearest(LEARNING_RATES, 0.05),
-                                key="t07_alr") if own_rate else None)
+momentum = b5.slider("β (Momentum)", 0.0, 0.99, step=0.01, **setting("t07_mom"))
+noise = b1.slider("SGD gradient noise (std)", 0.0, 5.0, step=0.1, **setting("t07_noise"))
+seed = int(b2.number_input("Noise seed", 0, 10_000, **setting("t07_seed")))
+start_x = b3.slider("Start x", float(surface.x_range[0]), float(surface.x_range[1]),
+                    **setting(f"t07_x_{surface_name}", float(surface.start[0])))
+start_y = b4.slider("Start y", float(surface.y_range[0]), float(surface.y_range[1]),
+                    **setting(f"t07_y_{surface_name}", float(surface.start[1])))
+own_rate = st.checkbox("Give Adagrad, RMSProp and Adam their own learning rate", **setting("t07_own"))
+adaptive_lr = (st.select_slider("Learning rate of the adaptive methods", LEARNING_RATES, **setting("t07_alr"))
+               if own_rate else None)
+show = st.multiselect("Paths drawn", list(op.OPTIMIZERS), **setting("t07_show"),
+                      help="Compare a few methods at a time, e.g. Batch GD against Momentum.")
+if not show:
+    st.caption("No method picked, so all of them are drawn.")
+    show = list(op.OPTIMIZERS)
 
-paths = run_all(surface_name, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr, momentum)
-escape = op.leaves_window(surface, paths["Momentum"])
+every_path = run_all(surface_name, (start_x, start_y), lr, beta1, beta2, steps, noise, seed, adaptive_lr, momentum)
+paths = {name: path for name, path in every_path.items() if name in show}  # (steps + 1, 2) each, those picked
+escape = op.leaves_window(surface, every_path["Momentum"])
 st.caption(f"Momentum has its own β, separate from Adam's β₁: torch adds whole gradients into its velocity "
            f"(no 1 − β factor), so along a steady slope its steps grow to η/(1 − β) = {lr:g}/(1 − {momentum:g}) = "
            f"{lr / (1 - momentum):.3g}, {1 / (1 - momentum):.3g} times plain gradient descent's. "
@@ -82,7 +92,7 @@ st.caption(f"Momentum has its own β, separate from Adam's β₁: torch adds who
               else "With these settings its path stays inside the drawn window."))
 shown = st.slider("Step through the run", 0, steps, steps, key="t07_step")
 xs, ys, z = op.surface_grid(surface, 150)
-st.plotly_chart(fig.optimizer_contour(xs, ys, z, paths, shown, surface.log_levels, surface.minima),
+show_chart(fig.optimizer_contour(xs, ys, z, paths, shown, surface.log_levels, surface.minima),
                 key="t07_contour")
 
 losses = {name: op.loss_along(surface, path) for name, path in paths.items()}
@@ -92,9 +102,9 @@ for row in rows:
 left, right = st.columns([3, 2])
 floor, best_possible = 1e-12, op.lowest_loss(surface)
 gaps = {k: np.maximum(v - best_possible, floor) for k, v in losses.items()}  # distance above the minimum
-left.plotly_chart(fig.curves(np.arange(steps + 1), gaps, "Loss above the minimum, L − L_min", x_title="step",
+show_chart(fig.curves(np.arange(steps + 1), gaps, "Loss above the minimum, L − L_min", x_title="step",
                              y_title="L − L_min", height=380, log_y=True, colours=fig.OPTIMIZER_COLOURS),
-                  key="t07_losses")
+                  key="t07_losses", where=left)
 left.caption(f"Logarithmic axis (L_min = {best_possible:g}): a straight downward line means the loss gap shrinks "
              f"by a constant factor per step. Gaps below {floor:g} are drawn at {floor:g}.")
 short = op.short_of_minimum(surface, paths)
