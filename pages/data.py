@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import state
 from simplecnn import data as sdata
 from simplecnn import plots
@@ -96,7 +97,7 @@ def show_balance(ds: sdata.Dataset) -> None:
     for col, split, labels in ((cols[0], "train", ds.train_labels), (cols[1], "test", ds.test_labels)):
         counts = class_counts(labels, ds.num_classes)
         with col:
-            st.plotly_chart(plots.bar_per_class(counts, ds.classes, title=f"{split.capitalize()} set: "
+            show_chart(plots.bar_per_class(counts, ds.classes, title=f"{split.capitalize()} set: "
                                                 f"{len(labels):,} images", y_title="Images",
                                                 value_format=",.0f", reference=len(labels) / ds.num_classes,
                                                 reference_label="even share"),
@@ -111,7 +112,7 @@ def show_balance(ds: sdata.Dataset) -> None:
 def show_means(ds: sdata.Dataset) -> None:
     st.header("The mean image of each class")
     means = class_means(ds.name)
-    st.plotly_chart(plots.image_grid(means, titles=list(ds.classes), cols=GRID_COLUMNS, shared_scale=False,
+    show_chart(plots.image_grid(means, titles=list(ds.classes), cols=GRID_COLUMNS, shared_scale=False,
                                      height=150), key="data_means", config={"displayModeBar": False})
     mean, std = pixel_statistics(ds.name)
     st.caption("Each picture averages every training image of one class: bright where most of them have ink, "
@@ -152,7 +153,7 @@ def show_browser(ds: sdata.Dataset) -> None:
     shown = indices[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     titles = [f"#{i}" if cls != ALL else f"#{i}: {ds.classes[labels[i]]}" for i in shown.tolist()]
     rows = max(1, -(-len(shown) // GRID_COLUMNS))
-    st.plotly_chart(plots.image_grid(images[shown].float().div(255.0), titles=titles, cols=GRID_COLUMNS,
+    show_chart(plots.image_grid(images[shown].float().div(255.0), titles=titles, cols=GRID_COLUMNS,
                                      shared_scale=True, show_scale=False, height=20 + rows * 100),
                     key="data_grid", config={"displayModeBar": False})
     which = "all classes" if cls == ALL else f"class {ds.classes[cls]}"

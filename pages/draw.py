@@ -16,6 +16,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.canvas import clear_canvas, digit_canvas
 from dashboard.images import png_data_uri
@@ -117,7 +118,7 @@ def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
     elif max(bottom - top, right - left) < SMALL_INK_PX:
         st.info("This drawing is tiny: it was enlarged to a 20-pixel box like every MNIST digit, so a dot "
                 "becomes a blob. Draw bigger for a fairer test.", icon=":material/zoom_in:")
-    st.plotly_chart(plots.probability_bars(reading.probs, classes, height=280), key="draw_probs",
+    show_chart(plots.probability_bars(reading.probs, classes, height=280), key="draw_probs",
                     config={"displayModeBar": False})
     st.caption(f"Softmax of the network's 10 output scores. Prepared and predicted in "
                f"{reading.milliseconds:.0f} ms.")
@@ -144,7 +145,7 @@ def show_preparation(reading: Reading, name: str) -> None:
             st.image(png_data_uri(thumbnail(image)), caption=caption, width=THUMB_PX,
                      alt=f"Your drawing at this step, white ink on black; it is read as {name}.")
     with cols[4]:
-        st.plotly_chart(plots.saliency_overlay(steps.centred, reading.saliency, height=240), key="draw_saliency",
+        show_chart(plots.saliency_overlay(steps.centred, reading.saliency, height=240), key="draw_saliency",
                         config={"displayModeBar": False})
         st.caption(f"Saliency: the brighter a pixel, the more a small change there would move the score "
                    f"for **{name}** (|gradient| of that logit with respect to the input).")
@@ -215,7 +216,7 @@ def show_learning(tensor: torch.Tensor | None, digest: str | None, classes: tupl
         st.info("The first point appears when this run finishes its first epoch.")
         return
     final = int(probs[-1].argmax())
-    st.plotly_chart(plots.probabilities_over_epochs(probs, classes, highlight=final, epochs=epochs, height=300),
+    show_chart(plots.probabilities_over_epochs(probs, classes, highlight=final, epochs=epochs, height=300),
                     key="draw_epochs_chart", config={"displayModeBar": False})
     story = ", ".join(f"{e}: {classes[int(p.argmax())]} ({p.max():.0%})" for e, p in zip(epochs, probs))
     st.caption(f"Answer after each epoch: {story}.")

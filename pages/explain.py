@@ -20,6 +20,7 @@ import streamlit as st
 from streamlit.errors import StreamlitInvalidLayoutContextError
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.canvas import clear_canvas, digit_canvas
 from simplecnn import explain_plots, plots
@@ -138,10 +139,10 @@ def attack_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     st.markdown(f"**{method}, ε = {eps:.2f}**: the model {outcome} (before: {result.probs_before[answer]:.1%}).")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(explain_plots.attack_images(result.original, result.perturbed, eps), key="explain_attack_fig",
+        show_chart(explain_plots.attack_images(result.original, result.perturbed, eps), key="explain_attack_fig",
                         config={"displayModeBar": False})
     with right:
-        st.plotly_chart(explain_plots.probability_change(result.probs_before, result.probs_after, classes),
+        show_chart(explain_plots.probability_change(result.probs_before, result.probs_after, classes),
                         key="explain_attack_probs", config={"displayModeBar": False})
     st.caption(f"The change: {result.changed_pixels} of 784 pixels moved, none by more than L∞ = {result.linf:.3f} "
                f"({result.linf * 255:.0f} of 255 grey levels); its length over all pixels is L2 = {result.l2:.2f}. "
@@ -167,10 +168,10 @@ def attack_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
                     f"**L2 = {found.l2:.2f}**, {found.changed_pixels} pixels changed.")
         left, right = st.columns([3, 2])
         with left:
-            st.plotly_chart(explain_plots.attack_images(found.original, found.perturbed, found.epsilon),
+            show_chart(explain_plots.attack_images(found.original, found.perturbed, found.epsilon),
                             key="explain_target_fig", config={"displayModeBar": False})
         with right:
-            st.plotly_chart(explain_plots.probability_change(found.probs_before, found.probs_after, classes),
+            show_chart(explain_plots.probability_change(found.probs_before, found.probs_after, classes),
                             key="explain_target_probs", config={"displayModeBar": False})
         st.caption(f"Targeted PGD ({found.steps} steps) inside an ε limit found by halving: "
                    f"{len(search.tried)} tries in {search.seconds:.2f} s. At ε = {search.largest_failure:.3f} it did "
@@ -229,7 +230,7 @@ def robustness_comparison(key: str, classes) -> None:
     names = {"this model": state.model_choices().get(key, key)}
     if other:
         names["compared model"] = others.get(other, other)
-    st.plotly_chart(explain_plots.robustness_curves(ROBUST_EPS, curves), key="explain_robust_fig",
+    show_chart(explain_plots.robustness_curves(ROBUST_EPS, curves), key="explain_robust_fig",
                     config={"displayModeBar": False})
     rows = []
     for label, by_method in curves.items():
@@ -264,7 +265,7 @@ def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
                            help="Moved in steps of half its side: 13×13 positions for 4 px."))
     bench = memo("bench", (tag, dig, cls, ig_steps, window),
                  lambda: attribution.attribution_bench(model, x, cls, ig_steps, window))
-    st.plotly_chart(explain_plots.attribution_maps(x, bench.maps, attribution.SIGNED), key="explain_bench_fig",
+    show_chart(explain_plots.attribution_maps(x, bench.maps, attribution.SIGNED), key="explain_bench_fig",
                     config={"displayModeBar": False})
     for col, method in zip(st.columns(4), attribution.METHODS):
         col.caption(f"**{method}**: {attribution.WHAT_IT_MEASURES[method]} ({bench.seconds[method] * 1000:.0f} ms)")
@@ -290,7 +291,7 @@ def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     if check is None:
         return
     labels = [check.label(s) for s in check.stages]
-    st.plotly_chart(explain_plots.attribution_grid(x, check.maps, attribution.SIGNED, row_titles=labels),
+    show_chart(explain_plots.attribution_grid(x, check.maps, attribution.SIGNED, row_titles=labels),
                     key="explain_sanity_fig", config={"displayModeBar": False})
     table = pd.DataFrame({"weights": labels})
     for method in attribution.METHODS:
@@ -473,18 +474,18 @@ def show_search(key: str, model, unit: maximise.Unit, search: Search, classes) -
     name = unit.label(classes)
     left, middle, right = st.columns([1, 1.4, 1])
     with left:
-        st.plotly_chart(explain_plots.unit_image(last.image, f"Step {last.step}: {last.objective:.2f}"),
+        show_chart(explain_plots.unit_image(last.image, f"Step {last.step}: {last.objective:.2f}"),
                         key="explain_max_image", config={"displayModeBar": False})
     with middle:
         steps, values = zip(*search.ascent.history)
         references = {"best test image": float(top.values[0]), "9th best": float(top.values[-1]),
                       "average test image": average}
-        st.plotly_chart(explain_plots.objective_curve(steps, values, references, label=name),
+        show_chart(explain_plots.objective_curve(steps, values, references, label=name),
                         key="explain_max_curve", config={"displayModeBar": False})
     with right:
         labels = state.dataset().test_labels
         captions = [f"#{i} · {classes[int(labels[i])]} · {v:.1f}" for i, v in zip(top.indices, top.values)]
-        st.plotly_chart(explain_plots.top_image_grid(top.images, captions), key="explain_max_top",
+        show_chart(explain_plots.top_image_grid(top.images, captions), key="explain_max_top",
                         config={"displayModeBar": False})
     state_text = {"running": "Searching…", "done": "Done.", "stopped": f"Stopped at step {last.step}.",
                   "time limit": f"Stopped at the {SEARCH_MAX_SECONDS:.0f} s limit, step {last.step}."}[search.status]
@@ -536,7 +537,7 @@ def invariance_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     now = int(probs.argmax())
     left, right = st.columns([1, 3])
     with left:
-        st.plotly_chart(plots.digit_image(moved, height=230), key="explain_moved_fig",
+        show_chart(plots.digit_image(moved, height=230), key="explain_moved_fig",
                         config={"displayModeBar": False})
         if now == cls:
             st.markdown(f"The model still reads **{classes[now]}** ({probs[now]:.1%}).")
@@ -548,7 +549,7 @@ def invariance_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
         for i, (name, curve) in enumerate(curves.items()):
             spec = PROBES[name]
             with grid[i % 3]:
-                st.plotly_chart(explain_plots.probe_curve(curve.values, curve.confidence, curve.predicted, cls, classes,
+                show_chart(explain_plots.probe_curve(curve.values, curve.confidence, curve.predicted, cls, classes,
                                                           values[name], spec.label, spec.unit, curve.readable_range()),
                                 key=f"explain_probe_{name}", config={"displayModeBar": False})
     spans = []
@@ -599,7 +600,7 @@ first = reading(model, x)
 with top[1]:
     c1, c2 = st.columns([1, 1.3])
     with c1:
-        st.plotly_chart(plots.digit_image(x, height=220), key="explain_input_fig", config={"displayModeBar": False})
+        show_chart(plots.digit_image(x, height=220), key="explain_input_fig", config={"displayModeBar": False})
     with c2:
         said = int(first.argmax())
         truth = f" · true class **{classes[true_class]}**" if true_class is not None else ""

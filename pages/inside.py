@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn import plots
 from simplecnn.inspection import activations, as_batch, first_layer_filters
@@ -156,7 +157,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     # -- the input and the answer
     left, right = st.columns([1, 2])
     with left:
-        st.plotly_chart(plots.digit_image(x, height=260), key="inside_input_fig")
+        show_chart(plots.digit_image(x, height=260), key="inside_input_fig")
         truth = f" · true class **{ds.classes[true_class]}**" if true_class is not None else ""
         st.markdown(f"Input: {description}{truth}  \nShape `{_fmt_shape(acts['input'])}`")
     with right:
@@ -164,7 +165,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
         st.markdown(f"**Softmax output** `{_fmt_shape(acts['softmax'])}`: the network says "
                     f"**{ds.classes[predicted]}** with {100 * float(probs[predicted]):.1f}%"
                     + (f" ({verdict})" if verdict else ""))
-        st.plotly_chart(plots.probability_bars(probs, ds.classes, height=260), key="inside_softmax_fig")
+        show_chart(plots.probability_bars(probs, ds.classes, height=260), key="inside_softmax_fig")
 
     # -- learned filters
     st.header("The 32 filters of conv1")
@@ -172,7 +173,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     st.caption("Each 5×5 filter is a small template. Red weights reward ink at that spot, blue weights "
                "punish it; the filter responds most where the image looks like its red pattern. "
                "An untrained network starts with random noise here.")
-    st.plotly_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
+    show_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
                                      colorscale=plots.DIVERGING, zmid=0.0), key="inside_filters_fig")
 
     # -- feature maps, stage by stage
@@ -191,7 +192,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     seed = int(train_cols[1].number_input("Dropout seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                           key="inside_seed", disabled=not train_mode))
     if not train_mode:
-        st.plotly_chart(_map_grid(maps, stage), key="inside_maps_fig")
+        show_chart(_map_grid(maps, stage), key="inside_maps_fig")
     else:
         train_acts = activations(model, x, mode="dropout", seed=seed)
         dropped = {name: _dropped_share(train_acts[pre], train_acts[name])
@@ -204,10 +205,10 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
         eval_col, train_col = st.columns(2)
         with eval_col:
             st.markdown("**Evaluation mode** (how predictions are made)")
-            st.plotly_chart(_map_grid(maps, stage, cols=8), key="inside_maps_fig")
+            show_chart(_map_grid(maps, stage, cols=8), key="inside_maps_fig")
         with train_col:
             st.markdown(f"**Training mode**, seed {seed}")
-            st.plotly_chart(_map_grid(train_acts[stage], stage, cols=8), key="inside_train_maps_fig")
+            show_chart(_map_grid(train_acts[stage], stage, cols=8), key="inside_train_maps_fig")
         train_probs = train_acts["softmax"][0]
         st.caption(f"In training mode the network says **{ds.classes[int(train_probs.argmax())]}** with "
                    f"{100 * float(train_probs.max()):.1f}% (evaluation mode: {100 * float(probs[predicted]):.1f}%).")
@@ -219,7 +220,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
                f"{_fmt_shape(acts['flatten'])}) are mixed into 512 features. ReLU keeps the {active} positive "
                f"ones (blue) and zeroes the other {acts['fc1'].numel() - active} (grey); fc2 then turns the "
                f"kept ones into the 10 scores `{_fmt_shape(acts['logits'])}` that softmax makes into probabilities.")
-    st.plotly_chart(_fc1_strip(acts["fc1"]), key="inside_fc1_fig")
+    show_chart(_fc1_strip(acts["fc1"]), key="inside_fc1_fig")
 
     with st.expander("Shapes of every stage for this image", expanded=False):
         _shape_table(acts, model)

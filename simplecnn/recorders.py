@@ -14,6 +14,7 @@ from typing import Protocol
 
 RECORDER_FACTORIES: tuple[str, ...] = (
     "simplecnn.health:recorder_for",
+    "simplecnn.snapshots:recorder_for",
 )
 
 

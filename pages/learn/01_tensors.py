@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.inspection import activations
@@ -46,7 +47,7 @@ image_float = tf.model_view(image_u8)[0, 0]  # (28, 28) float32
 as_bytes = view.startswith("bytes")
 values = image_u8.numpy() if as_bytes else image_float.numpy()
 
-st.plotly_chart(fig.value_grid(values, f"{split} image {index}: a {ds.classes[label]!s}",
+show_chart(fig.value_grid(values, f"{split} image {index}: a {ds.classes[label]!s}",
                                fmt="d" if as_bytes else ".2f", zmin=0, zmax=BYTE_MAX if as_bytes else 1.0,
                                text_size=9 if as_bytes else 8, height=720),
                 key="t01_grid")
@@ -98,7 +99,7 @@ else:
     probs = activations(model, image_u8)["softmax"][0].numpy()
     st.markdown(f"**{model_label}** reads this digit as the tensor of shape {tuple(tf.model_view(image_u8).shape)} "
                 f"and answers **{ds.classes[int(probs.argmax())]}** (true label {ds.classes[label]}):")
-    st.plotly_chart(fig.probability_bars(ds.classes, probs, highlight=label, height=280), key="t01_probs")
+    show_chart(fig.probability_bars(ds.classes, probs, highlight=label, height=280), key="t01_probs")
 nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.lessons import figures_a as fig
@@ -89,7 +90,7 @@ if model is not None:
                 f"outputs of fc1 after ReLU). Adding its {len(s.inputs)} products and the bias by hand gives "
                 f"**{s.pre_activation:.4f}**; the model's own logit is **{neuron.model_logit:.4f}**.")
     order = np.argsort(-np.abs(s.products))[:15]
-    st.plotly_chart(fig.bar_values([f"x{i}" for i in order], s.products[order],
+    show_chart(fig.bar_values([f"x{i}" for i in order], s.products[order],
                                    title="The 15 largest products w_i · x_i (input index on the axis)",
                                    y_title="w_i · x_i"), key="t02_products")
     st.caption(f"{int((s.inputs == 0).sum())} of the {len(s.inputs)} inputs are exactly 0 after ReLU, so "

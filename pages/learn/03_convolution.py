@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.inspection import first_layer_filters
@@ -79,16 +80,16 @@ col = p2.slider("Output column", 0, out_map.shape[1] - 1, int(strongest[1]), key
 step = cv.conv_step(image, kernel, bias, row, col)
 
 g1, g2 = st.columns(2)
-g1.plotly_chart(fig.value_grid(image, f"Input {tuple(image.shape)}: the kernel covers rows {row}–{row + k - 1}, "
+show_chart(fig.value_grid(image, f"Input {tuple(image.shape)}: the kernel covers rows {row}–{row + k - 1}, "
                                f"cols {col}–{col + k - 1}", zmin=0, zmax=1, show_text=False, height=430,
-                               box=(row, col, k, k)), key="t03_input")
-g2.plotly_chart(signed_map(out_map, f"Output {out_map.shape}: pixel ({row}, {col})", (row, col, 1, 1)),
-                key="t03_output")
+                               box=(row, col, k, k)), key="t03_input", where=g1)
+show_chart(signed_map(out_map, f"Output {out_map.shape}: pixel ({row}, {col})", (row, col, 1, 1)),
+                key="t03_output", where=g2)
 s1, s2, s3 = st.columns(3)
-s1.plotly_chart(fig.value_grid(step.patch[0], "Patch under the kernel", zmin=0, zmax=1, text_size=12,
-                               height=300), key="t03_patch")
-s2.plotly_chart(fig.kernel_grid(kernel, kernel_title), key="t03_kernel")
-s3.plotly_chart(fig.kernel_grid(step.products[0], "Products patch × kernel"), key="t03_products")
+show_chart(fig.value_grid(step.patch[0], "Patch under the kernel", zmin=0, zmax=1, text_size=12,
+                               height=300), key="t03_patch", where=s1)
+show_chart(fig.kernel_grid(kernel, kernel_title), key="t03_kernel", where=s2)
+show_chart(fig.kernel_grid(step.products[0], "Products patch × kernel"), key="t03_products", where=s3)
 st.latex(rf"\text{{out}}({row}, {col}) = \underbrace{{{step.weighted_sum:.4f}}}_{{\sum \text{{products}}}}"
          rf" + \underbrace{{({step.bias:+.4f})}}_{{\text{{bias}}}} = \mathbf{{{step.output:.4f}}}")
 torch_value = float(out_map[row, col])
@@ -96,7 +97,7 @@ st.markdown(f"`F.conv2d` gives **{torch_value:.4f}** at ({row}, {col}) "
             f"(difference {abs(torch_value - step.output):.1e}).")
 if model is not None:
     with st.expander(f"All {model.conv1.out_channels} conv1 filters of {model_label}"):
-        st.plotly_chart(fig.filter_bank(first_layer_filters(model),
+        show_chart(fig.filter_bank(first_layer_filters(model),
                                         highlight=filter_index if source == LEARNED else None),
                         key="t03_bank")
 
@@ -115,8 +116,8 @@ st.markdown(f"A made-up two-channel input: channel 0 is test image {index}, chan
             f"*{second_kernel_name}*. Same position ({row}, {col}).")
 m1, m2 = st.columns(2)
 for c, column in enumerate((m1, m2)):
-    column.plotly_chart(fig.kernel_grid(step2.products[c], f"Channel {c}: products, sum = "
-                                        f"{step2.channel_sums[c]:.4f}"), key=f"t03_multi{c}")
+    show_chart(fig.kernel_grid(step2.products[c], f"Channel {c}: products, sum = "
+                                        f"{step2.channel_sums[c]:.4f}"), key=f"t03_multi{c}", where=column)
 st.latex(rf"{step2.channel_sums[0]:.4f} + ({step2.channel_sums[1]:+.4f}) + ({step2.bias:+.4f}) = "
          rf"\mathbf{{{step2.output:.4f}}}\qquad(\texttt{{F.conv2d}}: {torch2:.4f})")
 
@@ -130,7 +131,7 @@ if model is not None:
     c2_ = q3.slider("conv2 column", 0, h2 - 1, h2 // 2, key="t03_c2col")
     weight2, bias2 = cv.layer_kernel(model, "conv2", out_channel)  # (32, 5, 5)
     real = cv.conv_step(maps["dropout1"], weight2, bias2, r2, c2_)
-    st.plotly_chart(fig.bar_values([str(i) for i in range(len(real.channel_sums))], real.channel_sums,
+    show_chart(fig.bar_values([str(i) for i in range(len(real.channel_sums))], real.channel_sums,
                                    title=f"Per-channel sums for conv2 filter {out_channel} at ({r2}, {c2_})",
                                    y_title="sum of products"), key="t03_c2bars")
     st.markdown(f"Total of the {len(real.channel_sums)} sums {real.weighted_sum:.4f} + bias {real.bias:+.4f} = "

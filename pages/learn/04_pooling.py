@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.lessons import convolution as cv
@@ -67,15 +68,15 @@ window = cv.pool_window(fmap, kernel, stride, out_row, out_col)
 top, left = window.top_left
 
 st.caption(source)
-st.plotly_chart(fig.maps_side_by_side(
+show_chart(fig.maps_side_by_side(
     {f"input {fmap.shape}": fmap, f"max-pooled {max_map.shape}": max_map, f"average-pooled {avg_map.shape}": avg_map},
     boxes={f"input {fmap.shape}": (top, left, kernel, kernel),
            f"max-pooled {max_map.shape}": (out_row, out_col, 1, 1),
            f"average-pooled {avg_map.shape}": (out_row, out_col, 1, 1)}, height=380), key="t04_maps")
 v1, v2 = st.columns([2, 3])
-v1.plotly_chart(fig.value_grid(window.values, f"Window at rows {top}–{top + kernel - 1}, cols {left}–{left + kernel - 1}",
+show_chart(fig.value_grid(window.values, f"Window at rows {top}–{top + kernel - 1}, cols {left}–{left + kernel - 1}",
                                colorscale="Viridis", zmin=float(fmap.min()), zmax=float(fmap.max()),
-                               text_size=12, height=300), key="t04_window")
+                               text_size=12, height=300), key="t04_window", where=v1)
 with v2:
     st.latex(rf"\max = {window.maximum:.4f} \qquad \text{{mean}} = \frac{{{window.values.sum():.4f}}}"
              rf"{{{kernel * kernel}}} = {window.average:.4f}")
@@ -100,7 +101,7 @@ direction = d1.radio("Shift the digit", list(ps.SHIFTS), horizontal=True, key="t
 shift_guess = d2.radio(f"Test image {index} moved one pixel {direction}: which changes more?", list(ps.SHIFT_ANSWERS),
                        index=None, key="t04_shift_guess")
 comparison = ps.shift_comparison(digit, direction)
-st.plotly_chart(fig.maps_side_by_side({"digit": digit, f"moved {direction}": comparison["shifted"]}, height=300,
+show_chart(fig.maps_side_by_side({"digit": digit, f"moved {direction}": comparison["shifted"]}, height=300,
                                       colorscale="gray"), key="t04_shift_inputs")
 if st.button("Check by running it", key="t04_shift_check"):
     if shift_guess is None:
@@ -108,7 +109,7 @@ if st.button("Check by running it", key="t04_shift_check"):
     else:
         st.session_state["t04_shift_shown"] = (index, direction, shift_guess)
 if st.session_state.get("t04_shift_shown") == (index, direction, shift_guess):
-    st.plotly_chart(fig.maps_side_by_side({"pooled digit (14, 14)": comparison["pooled"],
+    show_chart(fig.maps_side_by_side({"pooled digit (14, 14)": comparison["pooled"],
                                            "pooled, moved (14, 14)": comparison["pooled_shifted"]}, height=300,
                                           colorscale="gray"), key="t04_shift_pooled")
     text = (f"{comparison['input_change']:.1%} of the input changes, {comparison['pooled_change']:.1%} of the pooled map; "

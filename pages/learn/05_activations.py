@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.inspection import activations
@@ -41,8 +42,8 @@ values, slopes = {}, {}
 for name in chosen:
     values[name], slopes[name] = al.activation_and_derivative(name, xs, slope)
 p1, p2 = st.columns(2)
-p1.plotly_chart(fig.curves(xs, values, "h(x)", y_title="h(x)"), key="t05_values")
-p2.plotly_chart(fig.curves(xs, slopes, "h′(x) by autograd", y_title="h′(x)"), key="t05_slopes")
+show_chart(fig.curves(xs, values, "h(x)", y_title="h(x)"), key="t05_values", where=p1)
+show_chart(fig.curves(xs, slopes, "h′(x) by autograd", y_title="h′(x)"), key="t05_slopes", where=p2)
 probe = st.slider("Look at one point x", -10.0, 10.0, 0.5, 0.1, key="t05_probe")
 probe_rows = []
 for name in chosen:
@@ -67,8 +68,8 @@ logits = np.array([cols[i].number_input(f"z{i}", -20.0, 20.0, float(round(defaul
                                         key=f"t05_z{i}") for i in range(n_classes)])
 probs = al.softmax_with_temperature(logits, temperature)
 s1, s2 = st.columns([3, 2])
-s1.plotly_chart(fig.probability_bars([f"z{i}" for i in range(n_classes)], probs,
-                                     highlight=int(np.argmax(probs))), key="t05_softmax")
+show_chart(fig.probability_bars([f"z{i}" for i in range(n_classes)], probs,
+                                     highlight=int(np.argmax(probs))), key="t05_softmax", where=s1)
 with s2:
     exps = np.exp(logits / temperature)
     st.dataframe(pd.DataFrame({"z": logits, "z / T": logits / temperature, "exp(z / T)": exps,
@@ -101,7 +102,7 @@ else:
     model_probs = al.softmax_with_temperature(acts["logits"][0].numpy(), temperature)
     st.markdown(f"Softmax is not a layer of SimpleCNN (the loss applies it), but it turns the model's 10 logits "
                 f"into the probabilities below, here at your temperature T = {temperature:g}:")
-    st.plotly_chart(fig.probability_bars(ds.classes, model_probs, highlight=label, height=280), key="t05_model")
+    show_chart(fig.probability_bars(ds.classes, model_probs, highlight=label, height=280), key="t05_model")
 nav.link(nav.INSIDE, "See it in the live model", icon=":material/biotech:")
 
 # -- predict, then check ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from simplecnn.data import DataError
 from simplecnn.evaluation import predict_logits
@@ -74,8 +75,8 @@ with c1:
     st.caption(f"torch's `F.multi_margin_loss` gives {torch_hinge:.4f}: it divides the same sum by the number of "
                f"classes ({classes}), so {classes} × {torch_hinge:.4f} = {classes * torch_hinge:.4f}. "
                f"`F.cross_entropy` gives {float(F.cross_entropy(torch.tensor(scores[None]), torch.tensor([true_class]))):.4f}.")
-c2.plotly_chart(fig.probability_bars([f"class {k}" for k in range(classes)], probs, highlight=true_class,
-                                     title="softmax(s)"), key="t06_probs")
+show_chart(fig.probability_bars([f"class {k}" for k in range(classes)], probs, highlight=true_class,
+                                     title="softmax(s)"), key="t06_probs", where=c2)
 
 # -- cross-entropy in two halves -------------------------------------------------------------------
 st.header("Cross-entropy = log-softmax, then NLL")
@@ -119,13 +120,13 @@ st.latex(r"\frac{\partial\,\mathrm{CE}}{\partial z_y} = p - 1 \qquad "
          r"\frac{\partial\,\mathrm{MSE}}{\partial z_y} = \frac{2}{C}\sum_j (q_j - t_j)\, q_j\,(\delta_{jy} - p)"
          r"\;\xrightarrow{\;p \to 0\;}\; 0")
 v1, v2 = st.columns(2)
-v1.plotly_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce"], "MSE": curve["mse"]}, "Loss",
+show_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce"], "MSE": curve["mse"]}, "Loss",
                            x_title="p (probability of the true class)", y_range=(0, 6.5), log_x=True,
-                           markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce"][0]))}), key="t06_curve")
-v2.plotly_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce_grad"], "MSE": curve["mse_grad"]},
+                           markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce"][0]))}), key="t06_curve", where=v1)
+show_chart(fig.curves(curve["p"], {"cross-entropy": curve["ce_grad"], "MSE": curve["mse_grad"]},
                            "Gradient on the true logit, dL/dz_y (autograd)", x_title="p (probability of the true class)",
                            y_range=(-1.05, 0.05), log_x=True,
-                           markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce_grad"][0]))}), key="t06_slope")
+                           markers={f"your p = {p_now:.2f}": (p_now, float(marker["ce_grad"][0]))}), key="t06_slope", where=v2)
 st.caption("Logarithmic p axis. Cross-entropy's push on the true logit stays near −1 for every wrong answer; MSE's "
            "is small everywhere and fades to 0 exactly where the model is most wrong.")
 

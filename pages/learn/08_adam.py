@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
@@ -64,7 +65,7 @@ verdict = "yes" if check.matches else "NO"
 (st.success if check.matches else st.error)(
     f"Hand-written table matches `torch.optim.Adam` (float64, same settings): **{verdict}**, "
     f"largest difference in θ over {steps} steps: {check.max_difference:.1e}")
-st.plotly_chart(adam_path_figure(bowl, rows), width="stretch")
+show_chart(adam_path_figure(bowl, rows), width="stretch", key="t08_adam_path")
 scale_checked = bool(st.session_state.get("adam_checked"))  # the last question on the page asks why
 if scale_checked:
     st.caption(f"Step 1 moved θ by {abs(rows[0].update):.4g} with α = {lr:g}: at t = 1, m̂ = g and v̂ = g², "

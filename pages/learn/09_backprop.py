@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
@@ -30,7 +31,7 @@ w = c2.number_input("weight w", -5.0, 5.0, 0.8, 0.1, key="bp_w")
 b = c3.number_input("bias b", -5.0, 5.0, -0.2, 0.1, key="bp_b")
 t = c4.number_input("target t", 0.0, 1.0, 1.0, 0.05, key="bp_t")
 tr = trace(x, w, b, t)
-st.plotly_chart(backprop_graph_figure(tr), width="stretch", config={"displayModeBar": False})
+show_chart(backprop_graph_figure(tr), width="stretch", config={"displayModeBar": False}, key="t09_backprop_graph")
 st.caption("Black arrows: the forward pass. Red arrows: the backward pass, each multiplying by a local derivative.")
 
 left, right = st.columns([2, 3])
@@ -74,7 +75,7 @@ g1, g2 = st.columns([1, 1])
 g1.dataframe(cmp.style.format({c: "{:.3e}" for c in cmp.columns[1:]}), hide_index=True, width="stretch")
 g1.caption(f"∂L/∂(fc2 bias): mean(p − y) by hand vs `fc2.bias.grad`. Largest difference: "
            f"{grads.max_difference():.1e}")
-g2.plotly_chart(gradient_norms_figure(grads.norms), width="stretch")
+show_chart(gradient_norms_figure(grads.norms), width="stretch", key="t09_gradient_norms", where=g2)
 
 st.header("Through the real layers, by hand")
 st.markdown(
@@ -96,7 +97,7 @@ target = r2.selectbox("loss against class", list(range(len(ds.classes))), index=
 channel = r3.slider("channel of conv1", 0, model.conv1.out_channels - 1, 0, key="bp_channel")
 lg = block1_gradients(model, ds.test_images[int(digit)], int(target))
 c = int(channel)
-st.plotly_chart(image_row_figure(
+show_chart(image_row_figure(
     [lg.image.numpy(), lg.relu_in[c].numpy(), lg.grad_relu_out["hand"][c].numpy(),
      lg.grad_relu_in["hand"][c].numpy()],
     ["input digit", f"ReLU input, ch {c}", "after max-pool backward", "after ReLU backward"],

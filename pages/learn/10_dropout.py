@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.inspection import activations
@@ -42,7 +43,7 @@ h = acts["max1"]  # (1, 32, 12, 12): exactly what enters dropout1
 view = dropout_view(work.dropout1, h, p, int(seed))
 st.caption(f"Model: {label} · digit #{int(index)} (label {ds.classes[int(ds.test_labels[int(index)])]}) · "
            f"h = output of max1, shape {tuple(h.shape)}, entering `dropout1`")
-st.plotly_chart(dropout_maps_figure(view, channel), width="stretch")
+show_chart(dropout_maps_figure(view, channel), width="stretch", key="t10_dropout_maps")
 m1, m2, m3 = st.columns(3)
 m1.metric("units kept in this mask", f"{view.kept_fraction:.1%}", f"expected {1 - p:.0%}", delta_color="off")
 m2.metric("scale on kept units", f"{view.scale:.4g}", "= 1/(1 − p)", delta_color="off")
@@ -57,7 +58,7 @@ st.markdown("**Monte-Carlo check.** Average the training output over K random ma
             "approach the eval output. The orange line is the exact expected error (a unit survives S of the "
             "K masks, S binomial); the dashed 1/√K line is the normal approximation, right only for large K.")
 mc = monte_carlo_expectation(work.dropout1, h, p, int(seed))
-st.plotly_chart(monte_carlo_figure(mc), width="stretch")
+show_chart(monte_carlo_figure(mc), width="stretch", key="t10_monte_carlo")
 st.caption(f"Mean absolute error: {mc.mean_abs_error[0]:.4g} with one mask (exact expected value "
            f"{mc.exact[0]:.4g} = 2p·mean|h|; the approximation says {mc.theory[0]:.4g}), "
            f"{mc.mean_abs_error[-1]:.4g} with {mc.counts[-1]:,} masks (exact {mc.exact[-1]:.4g}, "

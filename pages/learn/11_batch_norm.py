@@ -6,6 +6,7 @@ import streamlit as st
 import torch
 from torch import nn
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
@@ -53,7 +54,7 @@ beta = g2.slider("β (shift) for this channel", min(-3.0, learned_beta), max(3.0
 view = batch_norm_view(bn, conv_out, gamma=with_channel(bn.weight, channel, gamma),
                        beta=with_channel(bn.bias, channel, beta))
 st.caption(f"Model: {label} · conv1 output of {batch_size} test digits, shape {tuple(conv_out.shape)}")
-st.plotly_chart(batch_norm_histograms(view, channel), width="stretch")
+show_chart(batch_norm_histograms(view, channel), width="stretch", key="t11_batch_norm_histograms")
 
 
 def _stats(t: torch.Tensor) -> str:

@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.identity import learner
 from dashboard.state import active_model, shared_dataset
@@ -99,7 +100,7 @@ if runs and not revealed:
 elif runs:
     if ran_with != settings:
         st.caption("These results are from earlier settings; press Train to rerun with the current ones.")
-    st.plotly_chart(training_curves_figure(runs), width="stretch")
+    show_chart(training_curves_figure(runs), width="stretch", key="t12_training_curves")
     st.dataframe(pd.DataFrame([{
         "run": r.label, "train loss": r.train_loss[-1], "val loss": r.val_loss[-1], "gap": r.gap,
         "train acc %": r.train_accuracy[-1], "val acc %": r.val_accuracy[-1], "seconds": r.seconds,
