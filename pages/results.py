@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.images import png_data_uri
 from dashboard.run_report import report_button
@@ -76,7 +77,7 @@ def _charts(result: EvaluationResult, classes, key_prefix: str) -> None:
     with left:
         st.markdown("**Confusion matrix**: row = true class, column = what the model said. "
                     "Everything off the diagonal is a mistake.")
-        st.plotly_chart(plots.confusion_matrix(result.confusion, classes, height=460),
+        show_chart(plots.confusion_matrix(result.confusion, classes, height=460),
                         key=f"{key_prefix}_confusion")
     with right:
         st.markdown("**Accuracy per class**: which classes are hardest for this model. The dashed line "
@@ -87,7 +88,7 @@ def _charts(result: EvaluationResult, classes, key_prefix: str) -> None:
                                   reference=result.accuracy,
                                   height=460)
         fig.update_yaxes(range=[low, 100.5], rangemode="normal")  # zoom in: all classes are close to 100 %
-        st.plotly_chart(fig, key=f"{key_prefix}_per_class")
+        show_chart(fig, key=f"{key_prefix}_per_class")
 
 
 def _thumbnail(image_u8: torch.Tensor) -> np.ndarray:
@@ -124,13 +125,13 @@ def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
         choice = st.selectbox("Look closer at", range(len(mistakes)), key="results_closer",
                               format_func=lambda i: f"#{mistakes[i].index}: {captions[i]}")
         chosen = mistakes[min(choice, len(mistakes) - 1)]
-        st.plotly_chart(plots.digit_image(images[chosen.index], height=260,
+        show_chart(plots.digit_image(images[chosen.index], height=260,
                                           title=f"test image #{chosen.index}"), key="results_closer_image")
     with right:
         st.markdown(f"True class **{classes[chosen.true]}**, predicted **{classes[chosen.predicted]}** "
                     f"with {100 * chosen.probability:.1f}%; the true class got "
                     f"{100 * chosen.probabilities[chosen.true]:.1f}%.")
-        st.plotly_chart(plots.probability_bars(chosen.probabilities, classes, highlight=chosen.predicted,
+        show_chart(plots.probability_bars(chosen.probabilities, classes, highlight=chosen.predicted,
                                                height=260), key="results_closer_probs")
 
 

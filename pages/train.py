@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import state
 from dashboard.identity import learner
 from dashboard.run_report import report_button
@@ -185,7 +186,7 @@ def live_ui() -> None:
     if snap.status == "queued" and not snap.history.steps and not others:
         st.caption("The curves start when your run leaves the queue.")
     else:
-        st.plotly_chart(curves_figure(run.id, run.label, snap, others), width="stretch", theme=None,
+        show_chart(curves_figure(run.id, run.label, snap, others), width="stretch", theme=None,
                         key="train_curves")
     if snap.status in ("running", "queued", "stopping"):
         st.caption(f"Compute path: {snap.history.compute_path or 'starting'}")

@@ -2,6 +2,7 @@
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import active_model, shared_dataset
 from simplecnn.data import split_indices
@@ -57,7 +58,7 @@ c2.image(mosaic(ds.train_images, picked), width=min(760, 44 * per_class), clamp=
              f"{ds.classes[0]} to {ds.classes[-1]}, light on black.")
 
 st.header("Class balance")
-st.plotly_chart(class_balance_figure(summary["train_counts"], summary["test_counts"], ds.classes), width="stretch")
+show_chart(class_balance_figure(summary["train_counts"], summary["test_counts"], ds.classes), width="stretch", key="t13_class_balance")
 tc = summary["train_counts"]
 st.caption(f"Training counts sum to {sum(tc):,}; the largest class has {max(tc):,} images and the smallest "
            f"{min(tc):,}, so the classes are close to balanced (a model cannot score well by always guessing "
@@ -65,8 +66,8 @@ st.caption(f"Training counts sum to {sum(tc):,}; the largest class has {max(tc):
            f"{max(tc) / sum(tc):.1%}).")
 
 st.header("The average digit")
-st.plotly_chart(image_row_figure(summary["means"], [f"mean {c}" for c in ds.classes], zmax=1.0, height=150),
-                width="stretch")
+show_chart(image_row_figure(summary["means"], [f"mean {c}" for c in ds.classes], zmax=1.0, height=150),
+                width="stretch", key="t13_image_row")
 st.caption("Each picture is the pixel-wise mean of all training images of that class: where the ink usually is.")
 
 st.header("Where MNIST enters SimpleCNN")

@@ -4,6 +4,7 @@ import copy
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.lessons.figures_b import (image_row_figure, receptive_field_figure, softmax_bars_figure,
@@ -55,7 +56,7 @@ walk = forward_walk(work, ds.test_images[int(index)])
 true_label = int(ds.test_labels[int(index)])
 c1.image(ds.test_images[int(index)].numpy(), width=140, caption=f"label {ds.classes[true_label]}",
          alt=f"Test image number {int(index)}: a handwritten {ds.classes[true_label]}, 28 by 28 pixels.")
-c2.plotly_chart(softmax_bars_figure(walk.probabilities, ds.classes, true_label), width="stretch")
+show_chart(softmax_bars_figure(walk.probabilities, ds.classes, true_label), width="stretch", key="t14_softmax_bars", where=c2)
 st.caption(f"For each stage: the {per_stage} channels with the strongest mean |activation| for this digit "
            "(the channel number is in each title); batch1 and batch2 are shown too, since normalising "
            "changes which channels stand out. Each map has its own colour scale: dark purple is its "
@@ -64,11 +65,11 @@ for stage in MAP_STAGES:
     out = walk.stages[stage]  # (1, C, H, W)
     chans = strongest_channels(out, per_stage)
     st.markdown(f"**{stage}** · {type(getattr(work, stage)).__name__} · output {tuple(out.shape)}")
-    st.plotly_chart(image_row_figure(out[0, chans].numpy(), [f"ch {c}" for c in chans], colorscale="Viridis",
+    show_chart(image_row_figure(out[0, chans].numpy(), [f"ch {c}" for c in chans], colorscale="Viridis",
                                      zmin=None, height=130), width="stretch", key=f"lw_fig_{stage}")
 relu3 = walk.stages["relu3"][0].numpy()
-st.plotly_chart(vector_figure(relu3, f"fc1 + ReLU: {relu3.size} features, {int((relu3 > 0).sum())} of them "
-                                     "non-zero for this digit"), width="stretch")
+show_chart(vector_figure(relu3, f"fc1 + ReLU: {relu3.size} features, {int((relu3 > 0).sum())} of them "
+                                     "non-zero for this digit"), width="stretch", key="t14_vector")
 
 st.header("Follow one channel")
 st.markdown(
@@ -81,17 +82,17 @@ follow = f1.slider("conv1 channel", 0, work.conv1.out_channels - 1, 0, key="lw_c
 listener = strongest_listener(work, int(follow))
 block1 = [walk.stages[s][0, int(follow)].numpy() for s in ("conv1", "batch1", "relu1", "max1")]
 block2 = [walk.stages[s][0, listener].numpy() for s in ("conv2", "batch2", "relu2", "max2")]
-f2.plotly_chart(image_row_figure(block1 + block2, [f"{s} ch {int(follow)}" for s in ("conv1", "batch1", "relu1", "max1")]
+show_chart(image_row_figure(block1 + block2, [f"{s} ch {int(follow)}" for s in ("conv1", "batch1", "relu1", "max1")]
                                  + [f"{s} ch {listener}" for s in ("conv2", "batch2", "relu2", "max2")],
                                  colorscale="Viridis", zmin=None, height=150, wrap=4), width="stretch",
-                key="lw_follow_fig")
+                key="lw_follow_fig", where=f2)
 r1, c1_ = strongest_position(walk.stages["max1"], int(follow))
 r2, c2_ = strongest_position(walk.stages["max2"], listener)
 box1 = receptive_field(work, "max1", r1, c1_)
 box2 = receptive_field(work, "max2", r2, c2_)
-f1.plotly_chart(receptive_field_figure(ds.test_images[int(index)].numpy() / 255.0, [
+show_chart(receptive_field_figure(ds.test_images[int(index)].numpy() / 255.0, [
     (f"max1 ch {int(follow)} at ({r1}, {c1_})", box1, "#ff7f0e"),
-    (f"max2 ch {listener} at ({r2}, {c2_})", box2, "#d62728")]), width="stretch", key="lw_rf_fig")
+    (f"max2 ch {listener} at ({r2}, {c2_})", box2, "#d62728")]), width="stretch", key="lw_rf_fig", where=f1)
 f1.caption(f"Boxes: the input pixels that can change the strongest max1 unit of channel {int(follow)} "
            f"(rows {box1[0]}–{box1[2]}, columns {box1[1]}–{box1[3]}) and the strongest max2 unit of channel "
            f"{listener} (rows {box2[0]}–{box2[2]}, columns {box2[1]}–{box2[3]}).")

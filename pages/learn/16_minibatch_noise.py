@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import show_chart
 from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.data import to_float
@@ -48,7 +49,7 @@ else:
     ran_with, results = stored
     if ran_with != settings:
         st.caption("These results are from earlier settings; press Measure to rerun.")
-    st.plotly_chart(minibatch_noise_figure(results), width="stretch")
+    show_chart(minibatch_noise_figure(results), width="stretch", key="t16_minibatch_noise")
     st.dataframe(pd.DataFrame([{"batch size B": r.batch_size, "mean cosine": np.mean(r.cosines),
                                 "spread of cosine (std)": np.std(r.cosines),
                                 "mean relative error": np.mean(r.relative_errors),
