@@ -18,16 +18,17 @@ from PIL import Image
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
-from dashboard.canvas import clear_canvas, digit_canvas
+from dashboard.drawing_input import digit_input
 from dashboard.images import png_data_uri
 from simplecnn import plots
 from simplecnn.drawing import DrawingSteps, predict_drawing, preprocess_steps
 from simplecnn.inspection import saliency
 
-CANVAS = "draw_canvas"  # canvas name; its widget key is dashboard.canvas.canvas_key(CANVAS)
+CANVAS = "draw_canvas"  # canvas name (dashboard.drawing_input names it "<name>_canvas"); widget key canvas_key(CANVAS)
 THING = {"mnist": "a digit", "fashion-mnist": "a piece of clothing"}  # what to draw, per dataset
 FULL_INK_SHARE = 0.5  # more than this share of the canvas inked: the network never saw such an image
 SMALL_INK_PX = 40  # a drawing whose longest side is below this many canvas pixels was enlarged a lot
+CANVAS_PX = 280  # SMALL_INK_PX is measured on a canvas this wide; other pictures scale it to their size
 LIVE_REFRESH_S = 2.0  # how often the panels refresh while the chosen run trains
 THUMB_PX = 112  # side of each preparation-step picture
 MARGIN_RGB = (30, 45, 75)  # around a step picture that is not square
@@ -56,14 +57,14 @@ def model_tag() -> tuple[str | None, int]:
     return key, entry.job.weights_version if entry is not None and entry.job is not None else 0
 
 
-def read_drawing(image: np.ndarray, digest: str, model: torch.nn.Module) -> Reading | None:
+def read_drawing(image: np.ndarray, digest: str, model: torch.nn.Module, ink: str = "light") -> Reading | None:
     """Prepare and classify the drawing; None when nothing is drawn. Cached per (pixels, model weights)."""
     tag = (digest, model_tag())
     cached = st.session_state.get("draw_reading")
     if cached is not None and cached[0] == tag:
         return cached[1]
     start = time.perf_counter()
-    steps = preprocess_steps(image, ink="light")  # we know the brush: white ink on black
+    steps = preprocess_steps(image, ink=ink)  # "light": the canvas's own brush; "auto" for a photo
     if steps is None:
         reading = None
     else:
@@ -98,11 +99,6 @@ def thumbnail(image: np.ndarray, size: int = THUMB_PX) -> np.ndarray:
     return picture
 
 
-def _on_clear() -> None:
-    clear_canvas(CANVAS)
-    st.session_state.pop("draw_reading", None)
-
-
 def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
     name = classes[reading.predicted]
     confidence = float(reading.probs[reading.predicted])
@@ -115,7 +111,7 @@ def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
     if float((steps.grey > 0.5).mean()) > FULL_INK_SHARE:
         st.warning("Most of the canvas is covered in ink. The network has only seen thin strokes on black, "
                    "so this answer means little: press **Clear** and draw a digit.", icon=":material/format_paint:")
-    elif max(bottom - top, right - left) < SMALL_INK_PX:
+    elif max(bottom - top, right - left) < SMALL_INK_PX * max(steps.grey.shape) / CANVAS_PX:
         st.info("This drawing is tiny: it was enlarged to a 20-pixel box like every MNIST digit, so a dot "
                 "becomes a blob. Draw bigger for a fairer test.", icon=":material/zoom_in:")
     show_chart(plots.probability_bars(reading.probs, classes, height=280), key="draw_probs",
@@ -176,17 +172,18 @@ def chosen_run() -> state.RunEntry | None:
     return entry if entry is not None and entry.job is not None else None
 
 
-def current_reading(image: np.ndarray | None, digest: str | None) -> Reading | None:
+def current_reading(image: np.ndarray | None, digest: str | None, ink: str = "light") -> Reading | None:
     """The drawing read by the chosen model's newest weights (cached while neither changes)."""
     model, _ = state.active_model()
     if image is None or model is None:
         return None
-    return read_drawing(image, digest, model)
+    return read_drawing(image, digest, model, ink)
 
 
-def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tuple[str, ...]) -> None:
+def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tuple[str, ...],
+                     ink: str = "light") -> None:
     """Beside the canvas: the answer, its probabilities, and, for a run in training, which weights gave it."""
-    reading = current_reading(image, digest)
+    reading = current_reading(image, digest, ink)
     if reading is None:
         st.info(f"Draw {THING.get(state.dataset_name(), 'something')} on the black canvas with your mouse, "
                 "finger or pen: one stroke is enough to start.", icon=":material/draw:")
@@ -222,9 +219,10 @@ def show_learning(tensor: torch.Tensor | None, digest: str | None, classes: tupl
     st.caption(f"Answer after each epoch: {story}.")
 
 
-def insight_panel(image: np.ndarray | None, digest: str | None, classes: tuple[str, ...]) -> None:
+def insight_panel(image: np.ndarray | None, digest: str | None, classes: tuple[str, ...],
+                  ink: str = "light") -> None:
     """Below the canvas: the preparation steps, the saliency, and the answer epoch by epoch."""
-    reading = current_reading(image, digest)
+    reading = current_reading(image, digest, ink)
     if reading is not None:
         show_preparation(reading, classes[reading.predicted])
     show_learning(reading.steps.tensor if reading is not None else None, digest, classes)
@@ -238,11 +236,8 @@ st.markdown(f"Draw {thing} and the network reads it as you draw. Below you see t
 classes = state.dataset().classes
 left, right = st.columns([5, 6], gap="large")
 with left:
-    stroke = st.slider("Stroke width", 6, 40, 20, key="draw_stroke",
-                       help="MNIST strokes are about 2-3 px wide in 28×28, i.e. 20-30 px on this canvas.")
-    image = digit_canvas(CANVAS, stroke_width=stroke)
-    st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=_on_clear)
-digest = image_digest(image) if image is not None else None
+    given = digit_input("draw")  # drawn, painted cell by cell, a sample digit or an uploaded photo
+image, digest, ink = (given.image, given.digest, given.ink) if given is not None else (None, None, "light")
 
 with right:
     model, model_label = state.model_picker("Model", help="The bundled pretrained model, or any run of this "
@@ -254,6 +249,6 @@ with right:
         st.warning(model_label, icon=":material/info:")
         nav.link(nav.TRAIN, "Train a network", ":material/model_training:")
     else:
-        st.fragment(run_every=refresh)(prediction_panel)(image, digest, classes)
+        st.fragment(run_every=refresh)(prediction_panel)(image, digest, classes, ink)
 if model is not None:
-    st.fragment(run_every=refresh)(insight_panel)(image, digest, classes)
+    st.fragment(run_every=refresh)(insight_panel)(image, digest, classes, ink)

@@ -22,7 +22,7 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
-from dashboard.canvas import clear_canvas, digit_canvas
+from dashboard.drawing_input import digit_input
 from simplecnn import explain_plots, plots
 from simplecnn.drawing import preprocess_steps
 from simplecnn.explain import attacks, attribution, invariance, maximise
@@ -30,7 +30,7 @@ from simplecnn.explain.common import Stopwatch, one_image, probabilities
 from simplecnn.explain.invariance import PROBES, Pose
 from simplecnn.inspection import as_batch
 
-CANVAS = "explain_canvas"
+CANVAS = "explain_canvas"  # dashboard.drawing_input names its canvas "<name>_canvas" (name "explain")
 SHORT = {"Saliency": "Saliency", "Integrated Gradients": "IG", "Grad-CAM (conv2)": "Grad-CAM", "Occlusion": "Occlusion"}
 SOURCES = ("Test image", "Your drawing")
 CACHE = "_explain_cache"  # session_state: kind -> {key: result}, a few entries per kind
@@ -85,19 +85,16 @@ def trained_with_shifts(key: str) -> bool | None:
 
 # -- the input -------------------------------------------------------------------------------------
 def pick_input(ds) -> tuple[torch.Tensor | None, str, int | None]:
-    """(1, 1, 28, 28) input, its description, its true class (None for a drawing)."""
+    """(1, 1, 28, 28) input, its description, its true class (None for a drawing or a photo)."""
     source = st.segmented_control("Input", SOURCES, default=SOURCES[0], key="explain_source", required=True)
     if source == "Your drawing":
-        image = digit_canvas(CANVAS, stroke_width=st.session_state.get("explain_stroke", 20))
-        cols = st.columns([1, 2], vertical_alignment="center")
-        cols[0].button("Clear", key="explain_clear", icon=":material/delete:", on_click=clear_canvas, args=(CANVAS,))
-        cols[1].slider("Stroke width", 6, 40, 20, key="explain_stroke")
-        steps = preprocess_steps(image, ink="light") if image is not None else None
+        given = digit_input("explain")  # drawn, painted cell by cell, a sample digit or an uploaded photo
+        steps = preprocess_steps(given.image, ink=given.ink) if given is not None else None
         if steps is None:
-            st.info("Draw a digit on the black canvas: it is prepared like an MNIST digit, as on the Draw page.",
+            st.info("Draw a digit, or paint, pick or upload one: it is prepared like an MNIST digit, as on Draw.",
                     icon=":material/draw:")
             return None, "", None
-        return steps.tensor.float(), "your drawing", None
+        return steps.tensor.float(), given.source, given.true_class
     n = len(ds.test_labels)
     index = int(st.number_input(f"Test image index (0–{n - 1})", min_value=0, max_value=n - 1, value=0, step=1,
                                 key="explain_index"))
