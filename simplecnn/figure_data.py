@@ -54,24 +54,29 @@ def _domain(fig: go.Figure, axis: str) -> tuple[float, float]:
 
 
 def panel_titles(fig: go.Figure) -> dict[tuple[str, str], str]:
-    """(xaxis, yaxis) of each subplot -> its title: the paper-anchored annotation centred over it.
+    """(xaxis, yaxis) of each subplot -> its title, e.g. "Loss" or "stage 2 · Saliency".
 
-    make_subplots and our own grid builders both write a subplot title as an annotation at the
-    middle of the x domain and the top of the y domain; that is how it is found again here.
+    make_subplots and our own grid builders write titles as paper-anchored annotations: a column
+    title centred over the x domain (the nearest one above the panel: a grid may title only its top
+    row), a row title right-aligned left of it at the middle of the y domain. That is how they are
+    found again here.
     """
     pairs = list(dict.fromkeys((t.xaxis or "x", t.yaxis or "y") for t in fig.data if hasattr(t, "xaxis")))
     if len(pairs) < 2:
         return {}
+    notes = [n for n in fig.layout.annotations or () if n.xref == "paper" and n.yref == "paper"
+             and n.text is not None and n.x is not None and n.y is not None]
     titles = {}
     for xa, ya in pairs:
         x0, x1 = _domain(fig, xa)
         y0, y1 = _domain(fig, ya)
-        for note in fig.layout.annotations or ():
-            if note.xref != "paper" or note.yref != "paper" or note.text is None:
-                continue
-            if abs(float(note.x) - (x0 + x1) / 2) < 1e-3 and abs(float(note.y) - y1) < 0.02:
-                titles[(xa, ya)] = str(note.text)
-                break
+        above = [n for n in notes if abs(float(n.x) - (x0 + x1) / 2) < 1e-3 and float(n.y) >= y1 - 0.02]
+        column = min(above, key=lambda n: float(n.y), default=None)
+        row = next((n for n in notes if n.xanchor == "right" and float(n.x) <= x0 + 1e-3
+                    and abs(float(n.y) - (y0 + y1) / 2) < 0.02), None)
+        title = " · ".join(str(n.text) for n in (row, column) if n is not None)
+        if title:
+            titles[(xa, ya)] = title
     return titles
 
 
@@ -130,6 +135,9 @@ def _grid_frame(trace: Any, panel: str, series: str) -> pd.DataFrame | None:
             z = z[None]
         h, w = z.shape
         frame = pd.DataFrame({"value": z.reshape(-1)})
+        custom = np.asarray(trace.customdata, dtype=float) if trace.customdata is not None else None
+        if custom is not None and custom.shape == z.shape:  # hover shows these (a map's raw values)
+            frame["hover_value"] = custom.reshape(-1)
     rows, cols = np.divmod(np.arange(h * w), w)
     frame.insert(0, "column", cols)
     frame.insert(0, "row", rows)
