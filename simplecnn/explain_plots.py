@@ -12,13 +12,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale, hex_to_rgb
 
-from .plots import CLASS_COLORS, COLORS, DIVERGING, MUTED, TRAIN_COLOR, _array, _base_layout, _image2d, _style
+from .plots import (CLASS_COLORS, COLORS, DIVERGING, MUTED, NEUTRAL, SERIES_SYMBOLS, SKY_BLUE, TRAIN_COLOR, _array,
+                    _base_layout, _image2d, _style)
 
-# Unsigned maps: black (nothing) through red to yellow (most). Spelled out as rgb() colours: in the
-# browser, Streamlit drew the lowest values of the named "Inferno" scale (and of its hex list) in pink.
+# Unsigned maps: Inferno (perceptually uniform), black (nothing) through red to yellow (most). Spelled
+# out as rgb() colours: in the browser, Streamlit drew the lowest values of the named "Inferno" scale (and of its hex list) in pink.
 HEAT = [[stop, "rgb({}, {}, {})".format(*hex_to_rgb(colour))] for stop, colour in get_colorscale("Inferno")]
-OUTLINE = "rgba(120, 200, 255, 0.9)"  # the digit's outline drawn over attribution maps
-METHOD_COLORS = {"FGSM": COLORS[1], "PGD": COLORS[3]}
+OUTLINE = SKY_BLUE  # the digit's outline drawn over attribution maps (the palette's sky blue)
+METHOD_COLORS = {"FGSM": COLORS[1], "PGD": COLORS[0]}  # vermillion and blue: apart for every reader
+METHOD_SYMBOLS = {"FGSM": "circle", "PGD": "square"}
 MODEL_DASHES = ("solid", "dash", "dot", "dashdot")
 
 
@@ -82,7 +84,7 @@ def attack_images(original: Any, perturbed: Any, epsilon: float, height: int = 2
     x, adv = _image2d(original).astype(float), _image2d(perturbed).astype(float)
     delta = adv - x
     reach = max(float(epsilon), float(np.abs(delta).max()), 1e-6)
-    titles = titles or ("Original", "Attacked", f"Change ×{1 / reach:.0f} (red +, blue −)")
+    titles = titles or ("Original", "Attacked", f"Change ×{1 / reach:.0f} (orange +, blue −)")
     layout, axes = _cell_layout(1, 3, height, col_titles=titles)
     data = [_heatmap(x, axes[0][0], "gray", 0.0, 1.0, "original"),
             _heatmap(adv, axes[0][1], "gray", 0.0, 1.0, "attacked"),
@@ -92,12 +94,12 @@ def attack_images(original: Any, perturbed: Any, epsilon: float, height: int = 2
 
 def probability_change(before: Any, after: Any, classes: Sequence[str], height: int = 260,
                        title: str | None = None) -> go.Figure:
-    """The model's probabilities before (grey) and after (blue) a change of the image."""
+    """The model's probabilities before (grey, plain) and after (blue, hatched) a change of the image."""
     b, a = _array(before).astype(float).reshape(-1), _array(after).astype(float).reshape(-1)
     names = [str(c) for c in classes]
     fig = go.Figure([
         go.Bar(x=names, y=b, name="before", marker_color=MUTED, hovertemplate="%{x}: %{y:.2%} before<extra></extra>"),
-        go.Bar(x=names, y=a, name="after", marker_color=TRAIN_COLOR,
+        go.Bar(x=names, y=a, name="after", marker=dict(color=TRAIN_COLOR, pattern=dict(shape="/", solidity=0.3)),
                text=[f"{v:.0%}" if v >= 0.005 else "" for v in a], textposition="outside", cliponaxis=False,
                textfont=dict(size=10), hovertemplate="%{x}: %{y:.2%} after<extra></extra>"),
     ])
@@ -119,7 +121,7 @@ def _normalised(z: np.ndarray, signed: bool) -> np.ndarray:
 def attribution_maps(image: Any, maps: Mapping[str, Any], signed: Mapping[str, bool], height: int = 270,
                      titles: Sequence[str] | None = None) -> go.Figure:
     """One row of attribution maps for the same image, each scaled to its own largest value, with the
-    digit's outline on top. Signed maps: blue (−) white red (+); unsigned: black to yellow."""
+    digit's outline on top. Signed maps: blue (−) white orange (+); unsigned: black to yellow."""
     grid_figure = attribution_grid(image, [dict(maps)], signed, row_titles=None, height=height,
                                    col_titles=titles or list(maps))
     return grid_figure
@@ -151,7 +153,7 @@ def attribution_grid(image: Any, rows: Sequence[Mapping[str, Any]], signed: Mapp
 
 def robustness_curves(epsilons: Sequence[float], curves: Mapping[str, Mapping[str, Sequence[float]]],
                       height: int = 320, title: str | None = None) -> go.Figure:
-    """Accuracy under attack against ε: one colour per attack, one dash pattern per model.
+    """Accuracy under attack against ε: one colour and marker per attack, one dash pattern per model.
 
     `curves`: model label -> {"FGSM": accuracies, "PGD": accuracies}, accuracies in [0, 1].
     """
@@ -162,8 +164,9 @@ def robustness_curves(epsilons: Sequence[float], curves: Mapping[str, Mapping[st
             fig.add_trace(go.Scatter(
                 x=eps, y=_array(acc).astype(float), mode="lines+markers", name=f"{method} · {model}",
                 line=dict(color=METHOD_COLORS.get(method, COLORS[m]), dash=MODEL_DASHES[m % len(MODEL_DASHES)]),
+                marker=dict(symbol=METHOD_SYMBOLS.get(method, SERIES_SYMBOLS[m % len(SERIES_SYMBOLS)]), size=7),
                 hovertemplate=f"{method} on {model}<br>ε %{{x:.3f}}<br>accuracy %{{y:.1%}}<extra></extra>"))
-    fig.add_hline(y=0.5, line=dict(color="#888", dash="dot", width=1))
+    fig.add_hline(y=0.5, line=dict(color=NEUTRAL, dash="dot", width=1))
     fig.update_xaxes(title_text="ε (largest change of any pixel, 0–1)")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Accuracy under attack")
     fig = _style(fig, height, title, legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
@@ -186,13 +189,14 @@ def probe_curve(values: Any, confidence: Any, predicted: Any, cls: int, classes:
     fig = go.Figure(go.Scatter(
         x=xs, y=conf, mode="lines+markers", name=f"P({classes[cls]})", customdata=answers,
         line=dict(color=color, width=2),
-        marker=dict(size=7, color=[color if ok else "white" for ok in reads], line=dict(color=color, width=1.5)),
+        marker=dict(size=7, color=color, symbol=["circle" if ok else "circle-open" for ok in reads],
+                    line=dict(color=color, width=1.5)),
         hovertemplate=f"{label} %{{x:g}}{unit}<br>P({classes[cls]}) %{{y:.1%}}<br>answer: %{{customdata}}"
                       "<extra></extra>"))
     if readable is not None:
         lo, hi = readable
         fig.add_vrect(x0=lo, x1=hi, fillcolor=color, opacity=0.08, line_width=0)
-    fig.add_vline(x=float(current), line=dict(color="#333", width=1.5, dash="dash"))
+    fig.add_vline(x=float(current), line=dict(color=NEUTRAL, width=1.5, dash="dash"))
     fig.update_xaxes(title_text=f"{label} ({unit})", zeroline=False)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text=f"P({classes[cls]})")
     fig = _style(fig, height, None, showlegend=False)
@@ -236,7 +240,8 @@ def objective_curve(steps: Any, objectives: Any, references: Mapping[str, float]
                                hovertemplate=f"step %{{x:.0f}}<br>{label} %{{y:.3f}}<extra></extra>"))
     positions = ("top left", "bottom right")  # alternate sides: two references can lie close together
     for i, (name, value) in enumerate((references or {}).items()):
-        fig.add_hline(y=float(value), line=dict(color=COLORS[(i + 1) % len(COLORS)], dash="dot", width=1.5),
+        fig.add_hline(y=float(value), line=dict(color=COLORS[(i + 1) % len(COLORS)], dash=("dot", "dash")[i % 2],
+                                                width=1.5),
                       annotation_text=name, annotation_position=positions[i % 2], annotation_font_size=10)
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text=label)

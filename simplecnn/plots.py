@@ -19,17 +19,48 @@ if TYPE_CHECKING:  # plots take a History or its dict; importing it would pull i
     from .training import History
 
 TEMPLATE = "plotly_white"
-# Tableau/D3 palette: distinct on white, colour-blind friendlier than pure hues.
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-TRAIN_COLOR, VAL_COLOR = COLORS[0], COLORS[1]
-# One colour per class for line plots: the palette with its grey swapped for a dark indigo.
-CLASS_COLORS = COLORS[:7] + ("#393b79",) + COLORS[8:]
-MUTED = "#b8c2cc"  # unhighlighted bars
-DIVERGING = "RdBu_r"  # negative blue, zero white, positive red: for weights and other signed maps
-# Transparent where the saliency is low, through red to yellow where it is high.
-HOT_OVERLAY = [[0.0, "rgba(255,0,0,0)"], [0.15, "rgba(255,0,0,0.15)"], [0.5, "rgba(255,80,0,0.7)"],
-               [0.8, "rgba(255,170,0,0.9)"], [1.0, "rgba(255,255,80,1)"]]
+
+# -- colours ------------------------------------------------------------------------------------------
+# One categorical palette for runs, series and classes: Okabe & Ito's "Color Universal Design" set
+# (Okabe, M. & Ito, K., 2008, https://jfly.uni-koeln.de/color/), chosen to stay apart for readers
+# with any of the common colour-vision deficiencies. Its black is replaced by a mid grey, which
+# shows on Streamlit's light and dark backgrounds alike; blue and vermillion come first because
+# they are the pair that differ most for every reader (train/validation, before/after).
+BLUE, VERMILLION, GREEN, PURPLE = "#0072B2", "#D55E00", "#009E73", "#CC79A7"
+ORANGE, SKY_BLUE, YELLOW, GREY = "#E69F00", "#56B4E9", "#F0E442", "#8C8C8C"
+COLORS = (BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY_BLUE, YELLOW, GREY)
+TRAIN_COLOR, VAL_COLOR = BLUE, VERMILLION
+TRAIN_DASH, VAL_DASH = "solid", "dash"  # the second cue: colour never tells train from validation alone
+TRAIN_SYMBOL, VAL_SYMBOL = "circle", "diamond"
+# Ten classes, eight colours: classes 8 and 9 reuse the first two colours, so every class also has
+# its own marker symbol, and 8 and 9 are drawn dashed. Legends and hovers name the class as well.
+CLASS_COLORS = COLORS + COLORS[:2]
+CLASS_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star",
+                 "pentagon", "hexagram")
+CLASS_DASHES = ("solid",) * 8 + ("dash", "dash")
+# Several series (runs, optimizers): colour, dash and marker all change together.
+SERIES_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot", "solid", "dash")
+SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star")
+# Neutrals that read on white and on Streamlit's dark background (#0e1117): 3.3:1 and 5.8:1.
+NEUTRAL = GREY
+MUTED = "#A3ACB5"  # unhighlighted bars: lighter than any palette colour on white, the values are printed
+# Right and wrong always carry a mark as well as a colour.
+RIGHT_MARK, WRONG_MARK = "✓", "✗"
+RIGHT_COLOR, WRONG_COLOR = BLUE, VERMILLION
+# Sequential data (counts, activations, |attributions|): perceptually uniform, readable in greyscale.
+SEQUENTIAL = "Viridis"
+# Signed data (weights, filters, signed maps): blue below zero, white at zero, orange above. Both arms
+# get darker at the same rate, so the size of a value reads from lightness alone (no red/green).
+DIVERGING = [[0.0, "#053061"], [0.1, "#1B5A9C"], [0.25, "#4A90C7"], [0.4, "#A6CDE6"], [0.5, "#F7F7F7"],
+             [0.6, "#F9CB95"], [0.75, "#EC8C35"], [0.9, "#B85410"], [1.0, "#6B2F04"]]
+# Transparent where the saliency is low, through Inferno's red and orange to its pale yellow at the top.
+HOT_OVERLAY = [[0.0, "rgba(188,55,84,0)"], [0.15, "rgba(188,55,84,0.2)"], [0.5, "rgba(249,142,9,0.75)"],
+               [1.0, "rgba(252,255,164,1)"]]
+
+
+def right_wrong(correct: bool) -> str:
+    """The mark for a right (✓) or wrong (✗) answer, for labels that also change colour."""
+    return RIGHT_MARK if correct else WRONG_MARK
 
 
 def _array(values: Any) -> np.ndarray:
@@ -84,7 +115,7 @@ def _style(fig: go.Figure, height: int, title: str | None = None, **layout: Any)
 
 def _empty_note(fig: go.Figure, text: str, xref: str = "paper", yref: str = "paper") -> None:
     fig.add_annotation(text=text, xref=xref, yref=yref, x=0.5, y=0.5, showarrow=False,
-                       font=dict(size=15, color="#6b7785"))
+                       font=dict(size=15, color=NEUTRAL))
 
 
 # -- training curves -------------------------------------------------------------------------------
@@ -166,13 +197,13 @@ def training_curves(history: "History | dict | None", other_runs: Sequence[tuple
                 trace.update(showlegend=False, legendgroup=f"run{i}")
             shown = next((t for t in run_traces if ": train" in t.name), run_traces[-1])
             shown.update(showlegend=True, name=run_label)
-    if multi:  # key to the line styles, in neutral grey (own groups, so they lie in one row)
-        for k, (name, dash, symbol, width) in enumerate((("train (epoch mean)", "solid", "circle", 2.5),
-                                                         ("validation", "dash", "diamond", 2.5),
-                                                         ("batch loss, smoothed", "solid", None, 1.5))):
+    if multi:  # key to the line styles, in neutral grey (own groups, so they lie in one row);
+        # each run has its own colour and marker symbol, train and validation their own dash
+        for k, (name, dash, width) in enumerate((("train (epoch mean)", TRAIN_DASH, 2.5),
+                                                 ("validation", VAL_DASH, 2.5),
+                                                 ("batch loss, smoothed", "solid", 1.5))):
             fig.add_trace(go.Scatter(
-                x=[None], y=[None], mode="lines+markers" if symbol else "lines", name=name,
-                line=dict(color="#888", dash=dash, width=width), marker=dict(symbol=symbol or "circle"),
+                x=[None], y=[None], mode="lines", name=name, line=dict(color=NEUTRAL, dash=dash, width=width),
                 legendgroup=f"style{k}", hoverinfo="skip"), row=1, col=1)
     for col in (1, 2):  # keeps both panels' axes drawn while they have no data
         fig.add_trace(go.Scatter(x=[], y=[], showlegend=False, hoverinfo="skip", name=""), row=1, col=col)
@@ -206,6 +237,10 @@ def _add_batch_losses(fig: go.Figure, h: dict, run_label: str, index: int, multi
         return False
     prefix = f"{run_label}: " if multi else ""
     color = COLORS[index % len(COLORS)] if multi else TRAIN_COLOR
+    # Several runs: a few of the run's marker symbols on its smoothed curve tell the runs apart
+    # without colour (maxdisplayed keeps them sparse on thousands of points).
+    run_marks = dict(mode="lines+markers", marker=dict(symbol=SERIES_SYMBOLS[index % len(SERIES_SYMBOLS)],
+                                                       size=7, maxdisplayed=8)) if multi else dict(mode="lines")
     fig.add_trace(go.Scatter(
         x=steps, y=losses, mode="lines", name=f"{prefix}batch loss", showlegend=False,
         line=dict(color=color, width=1), opacity=0.25, legendgroup=f"run{index}-batch",
@@ -213,7 +248,7 @@ def _add_batch_losses(fig: go.Figure, h: dict, run_label: str, index: int, multi
     smoothed = h.get("smoothed_losses") or []
     if smoothed:
         fig.add_trace(go.Scatter(
-            x=steps, y=smoothed, mode="lines", name=f"{prefix}batch loss (smoothed)",
+            x=steps, y=smoothed, name=f"{prefix}batch loss (smoothed)", **run_marks,
             line=dict(color=color, width=1.5), legendgroup=f"run{index}-batch",
             hovertemplate="step %{x}<br>smoothed loss %{y:.3f}<extra></extra>"), row=1, col=1)
     return True
@@ -228,8 +263,10 @@ def _add_epoch_curves(fig: go.Figure, h: dict, bpe: int | None, run_label: str, 
     prefix = f"{run_label}: " if multi else ""
     ends = epoch_end_steps(h, bpe)
     numbers = [e["epoch"] for e in epochs]
-    for split, dash, symbol in (("train", "solid", "circle"), ("val", "dash", "diamond")):
+    for split, dash, symbol in (("train", TRAIN_DASH, TRAIN_SYMBOL), ("val", VAL_DASH, VAL_SYMBOL)):
         color = COLORS[index % len(COLORS)] if multi else (TRAIN_COLOR if split == "train" else VAL_COLOR)
+        if multi:  # runs differ by colour and symbol; the dash still tells train from validation
+            symbol = SERIES_SYMBOLS[index % len(SERIES_SYMBOLS)]
         name = prefix + ("train (epoch mean)" if split == "train" else "validation")
         style = dict(mode="lines+markers", line=dict(color=color, width=2.5, dash=dash),
                      marker=dict(size=8, symbol=symbol), legendgroup=f"run{index}-{split}")
@@ -259,9 +296,9 @@ def confusion_matrix(confusion: Any, classes: Sequence[str], height: int = 480,
     """
     z = _array(confusion)
     names = [str(c) for c in classes]
-    # Blues sampled at sqrt-spaced stops: colour(t) = Blues(sqrt(t)).
+    # The sequential map sampled at sqrt-spaced stops: colour(t) = SEQUENTIAL(sqrt(t)).
     stops = np.linspace(0.0, 1.0, 11)
-    colorscale = [[float(t), c] for t, c in zip(stops, sample_colorscale("Blues", list(np.sqrt(stops))))]
+    colorscale = [[float(t), c] for t, c in zip(stops, sample_colorscale(SEQUENTIAL, list(np.sqrt(stops))))]
     fig = go.Figure(go.Heatmap(
         z=z, x=names, y=names, colorscale=colorscale, zmin=0, texttemplate="%{z}",
         textfont=dict(size=11), xgap=1, ygap=1, colorbar=dict(title=dict(text="images"), thickness=12),
@@ -285,9 +322,9 @@ def bar_per_class(values: Any, classes: Sequence[str], title: str | None = None,
         textposition="outside", cliponaxis=False,
         hovertemplate=f"%{{x}}: %{{y:{value_format}}}<extra></extra>"))
     if reference is not None:
-        fig.add_hline(y=reference, line=dict(color="#444", dash="dash", width=1), layer="below",
+        fig.add_hline(y=reference, line=dict(color=NEUTRAL, dash="dash", width=1), layer="below",
                       annotation_text=f"{reference_label} {reference:{value_format}}".strip(),
-                      annotation_position="right", annotation_font=dict(size=11, color="#444"))
+                      annotation_position="right", annotation_font=dict(size=11))
     fig.update_xaxes(type="category", title_text="Class")
     fig.update_yaxes(title_text=y_title, rangemode="tozero")
     fig = _style(fig, height, title)
@@ -299,14 +336,23 @@ def bar_per_class(values: Any, classes: Sequence[str], title: str | None = None,
 # -- predictions -----------------------------------------------------------------------------------
 
 def probability_bars(probs: Any, classes: Sequence[str], highlight: int | None = None,
-                     height: int = 300, title: str | None = None) -> go.Figure:
-    """Softmax output as bars from 0 to 100 %, the predicted (or `highlight`) class coloured."""
+                     height: int = 300, title: str | None = None, true: int | None = None) -> go.Figure:
+    """Softmax output as bars from 0 to 100 %, the predicted (or `highlight`) class coloured.
+
+    With the `true` class known, the highlighted bar is marked ✓ (right) or ✗ (wrong) as well as
+    coloured, and a wrong answer's true class is labelled "true", so no reader depends on the colour.
+    """
     p = _array(probs).astype(float).reshape(-1)
     chosen = int(np.argmax(p)) if highlight is None else int(highlight)
-    colors = [TRAIN_COLOR if i == chosen else MUTED for i in range(len(p))]
+    lit = TRAIN_COLOR if true is None else (RIGHT_COLOR if chosen == true else WRONG_COLOR)
+    colors = [lit if i == chosen else MUTED for i in range(len(p))]
+    text = [f"{v:.1%}" if v >= 0.0005 else "" for v in p]
+    if true is not None:
+        text[chosen] = f"{right_wrong(chosen == true)} {p[chosen]:.1%}"
+        if chosen != true:
+            text[true] = f"true {text[true] or f'{p[true]:.1%}'}"
     fig = go.Figure(go.Bar(
-        x=[str(c) for c in classes], y=p, marker_color=colors,
-        text=[f"{v:.1%}" if v >= 0.0005 else "" for v in p],
+        x=[str(c) for c in classes], y=p, marker_color=colors, text=text,
         textposition="outside", cliponaxis=False, textfont=dict(size=11),
         hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
     fig.update_xaxes(type="category", title_text="Class")
@@ -336,8 +382,10 @@ def probabilities_over_epochs(probs: Any, classes: Sequence[str], highlight: int
         strong = highlight is None or c == highlight
         fig.add_trace(go.Scatter(
             x=xs, y=p[:, c], mode="lines+markers", name=str(name),
-            line=dict(color=CLASS_COLORS[c % len(CLASS_COLORS)], width=3.5 if (highlight == c) else 1.5),
-            marker=dict(size=6 if strong else 4), opacity=1.0 if strong else 0.35,
+            line=dict(color=CLASS_COLORS[c % len(CLASS_COLORS)], width=3.5 if (highlight == c) else 1.5,
+                      dash=CLASS_DASHES[c % len(CLASS_DASHES)]),
+            marker=dict(size=8 if strong else 6, symbol=CLASS_SYMBOLS[c % len(CLASS_SYMBOLS)]),
+            opacity=1.0 if strong else 0.35,
             hovertemplate=f"class {name}<br>epoch %{{x}}<br>%{{y:.1%}}<extra></extra>"))
     fig.update_xaxes(title_text="Epoch", dtick=1 if len(xs) <= 20 else None)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Probability")

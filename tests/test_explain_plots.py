@@ -43,8 +43,8 @@ def test_probe_curve_draws_other_answers_hollow():
     predicted = np.array([2, 7, 7, 7, 7, 1, 1])
     fig = explain_plots.probe_curve(values, np.linspace(0.1, 0.9, 7), predicted, 7, [str(c) for c in range(10)],
                                     current=1.0, label="Shift right", unit="px", readable=(-2.0, 1.0))
-    colours = fig.data[0].marker.color
-    assert [c == "white" for c in colours] == [True, False, False, False, False, True, True]
+    symbols = fig.data[0].marker.symbol  # hollow by shape, not by a fill colour that a dark theme hides
+    assert [s == "circle-open" for s in symbols] == [True, False, False, False, False, True, True]
     assert list(fig.data[0].customdata) == ["2", "7", "7", "7", "7", "1", "1"]
     shapes = fig.layout.shapes
     assert any(s.type == "rect" and (s.x0, s.x1) == (-2.0, 1.0) for s in shapes)
