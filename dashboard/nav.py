@@ -7,9 +7,11 @@ import streamlit as st
 HOME = "pages/home.py"
 TRAIN = "pages/train.py"
 DRAW = "pages/draw.py"
+HANDWRITING = "pages/handwriting.py"
 INSIDE = "pages/inside.py"
 EXPLAIN = "pages/explain.py"
 RESULTS = "pages/results.py"
+REPLAY = "pages/replay.py"
 DATA = "pages/data.py"
 LEARN_DIR = "pages/learn"
 TEACHER = "pages/teacher.py"
@@ -19,9 +21,11 @@ DASHBOARD_PAGES = [
     (HOME, "Home", ":material/home:"),
     (TRAIN, "Train", ":material/model_training:"),
     (DRAW, "Draw", ":material/draw:"),
+    (HANDWRITING, "Your handwriting", ":material/edit_note:"),
     (INSIDE, "Inside the network", ":material/biotech:"),
     (EXPLAIN, "Explain", ":material/psychology:"),
     (RESULTS, "Results", ":material/analytics:"),
+    (REPLAY, "Replay training", ":material/replay:"),
     (DATA, "Data", ":material/dataset:"),
 ]
 TEACHER_PAGES = [(TEACHER, "Class overview", ":material/groups:")]
