@@ -141,9 +141,16 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                 raise StopTraining()
 
         train_config = TrainConfig.from_dict(config)
-        trainer = Trainer(train_config, dataset=load_dataset(dataset_name), callbacks=[report])
+        dataset = load_dataset(dataset_name)
+        if run.examples_path.exists():  # a fine-tune (simplecnn.handwriting): its drawings mixed with MNIST
+            from .handwriting import load_examples, mixed_dataset
+            dataset = mixed_dataset(dataset, load_examples(run.examples_path))
+        trainer = Trainer(train_config, dataset=dataset, callbacks=[report])
         if run.state_path.exists():
             trainer.load_state_dict(torch.load(run.state_path, map_location="cpu", weights_only=True))
+        elif run.init_path.exists():  # a fresh fine-tune starts from the weights it was given
+            from .checkpoints import load_checkpoint
+            trainer.model.load_state_dict(load_checkpoint(run.init_path)[0].state_dict())
         saver = RunSaver(run, train_config, save_every_s)
         recorders = attach_recorders(trainer, run)
         if not stop.is_set():  # a stop pressed while this process started trains nothing
@@ -505,6 +512,8 @@ class TrainingJob:
             return load_checkpoint(path)[0]
         if epoch is not None:
             return None
+        if self.run.init_path.exists():  # a fine-tune that has not trained yet: the weights it starts from
+            return load_checkpoint(self.run.init_path)[0]
         with torch.random.fork_rng(devices=[]):  # nothing trained yet: the weights training starts from
             torch.manual_seed(self.config.seed)
             return self._new_model().eval()
