@@ -170,8 +170,8 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     # -- learned filters
     st.header("The 32 filters of conv1")
     filters = first_layer_filters(model)  # (32, 5, 5)
-    st.caption("Each 5×5 filter is a small template. Red weights reward ink at that spot, blue weights "
-               "punish it; the filter responds most where the image looks like its red pattern. "
+    st.caption("Each 5×5 filter is a small template. Orange weights reward ink at that spot, blue weights "
+               "punish it; the filter responds most where the image looks like its orange pattern. "
                "An untrained network starts with random noise here.")
     show_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
                                      colorscale=plots.DIVERGING, zmid=0.0), key="inside_filters_fig")

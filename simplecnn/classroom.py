@@ -324,7 +324,8 @@ class Classroom:
     def comparison_path(self, learner: str, name: str) -> Path:
         return self.store.learner_dir(learner) / f"{name}.json"
 
-    def start_comparison(self, learner: str, name: str, configs: dict[str, TrainConfig], settings: dict):
+    def start_comparison(self, learner: str, name: str, configs: dict[str, TrainConfig], settings: dict,
+                         runner: str = "overfitting"):
         """Queue a lesson's comparison for the learner; RunRefused while one is already on its way."""
         from .comparison import ComparisonJob
 
@@ -333,7 +334,8 @@ class Classroom:
             if current is not None and current.active:
                 raise RunRefused("Your comparison is still on its way: wait for it, or stop it.")
             try:
-                job = ComparisonJob(configs, self.scheduler, self.comparison_path(learner, name), settings)
+                job = ComparisonJob(configs, self.scheduler, self.comparison_path(learner, name), settings,
+                                    runner=runner)
             except ValueError as exc:
                 raise RunRefused(str(exc)) from None
             self._comparisons[learner] = job

@@ -20,14 +20,21 @@ from .files import atomic_write_json, read_json
 from .training import TrainConfig
 
 MAX_COMPARISON_IMAGES = 200_000  # training images x epochs over all settings of one comparison
+# What a comparison may run in the worker, by name: (module, function(label, config, dataset, progress)).
+RUNNERS = {"overfitting": ("simplecnn.lessons.regularization", "train_tiny"),  # lesson 12
+           "adam_bias": ("simplecnn.lessons.adam_bias", "train_adam_run")}  # lesson 8
 
 
-def compare_in_child(conn: Connection, configs: dict[str, dict], dataset_name: str, stop: threading.Event) -> None:
+def compare_in_child(conn: Connection, configs: dict[str, dict], dataset_name: str, stop: threading.Event,
+                     runner: str = "overfitting") -> None:
     """In the worker process: train each setting in turn, report progress and each finished run."""
+    import importlib
+
     from .data import load_dataset
-    from .lessons.regularization import train_tiny
 
     try:
+        module, function = RUNNERS[runner]
+        train_one = getattr(importlib.import_module(module), function)
         dataset = load_dataset(dataset_name)
         for i, (label, config) in enumerate(configs.items()):
             if stop.is_set():
@@ -36,7 +43,7 @@ def compare_in_child(conn: Connection, configs: dict[str, dict], dataset_name: s
             def progress(fraction: float, text: str, i: int = i) -> None:
                 conn.send(("progress", (i + fraction) / len(configs), text))
 
-            run = train_tiny(label, TrainConfig.from_dict(config), dataset, progress)
+            run = train_one(label, TrainConfig.from_dict(config), dataset, progress)
             conn.send(("run", asdict(run)))
         conn.send(("done",))
     except BaseException as exc:
@@ -49,7 +56,10 @@ class ComparisonJob:
     """A lesson's comparison: queued with the class's trainings, trained in a worker process."""
 
     def __init__(self, configs: dict[str, TrainConfig], scheduler: TrainingScheduler, result_path: Path,
-                 settings: dict, dataset_name: str = "mnist") -> None:
+                 settings: dict, dataset_name: str = "mnist", runner: str = "overfitting") -> None:
+        if runner not in RUNNERS:
+            raise ValueError(f"Unknown comparison {runner!r}")
+        self.runner = runner
         images = 0
         for config in configs.values():
             config.validate()
@@ -96,7 +106,8 @@ class ComparisonJob:
         worker = WorkerProcess()
         stop_sent = False
         try:
-            worker.send(("compare", {k: c.to_dict() for k, c in self.configs.items()}, self.dataset_name))
+            worker.send(("compare", {k: c.to_dict() for k, c in self.configs.items()}, self.dataset_name,
+                         self.runner))
             while True:
                 if self._stop.is_set() and not stop_sent:
                     worker.send("stop")

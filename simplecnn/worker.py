@@ -47,7 +47,7 @@ def main() -> None:
     threading.Thread(target=listen, name="simplecnn-stop-listener", daemon=True).start()
     if task[0] == "compare":  # a lesson's side-by-side trainings (simplecnn.comparison)
         from .comparison import compare_in_child
-        compare_in_child(to_parent, task[1], task[2], stop)
+        compare_in_child(to_parent, task[1], task[2], stop, *task[3:])
     else:  # (config, dataset name, run directory, seconds between saves)
         train_in_child(to_parent, *task, stop)
 

@@ -120,3 +120,36 @@ def test_run_is_bounded_and_labels_are_known(mnist):
     with pytest.raises(KeyError):
         train_adam_run("no such variant", adam_config(2, 1e-3), mnist)
     assert set(ADAM_VARIANTS.values()) == {True, False}
+
+
+def test_the_comparison_worker_runs_the_adam_variants(mnist):
+    """The queue's child side with runner "adam_bias": one run per label, in order, then "done"."""
+    import threading
+    from multiprocessing import Pipe
+
+    from simplecnn.comparison import RUNNERS, compare_in_child
+
+    assert "adam_bias" in RUNNERS
+    parent, child = Pipe()
+    configs = {label: adam_config(3, 1e-3).to_dict() for label in ADAM_VARIANTS}
+    compare_in_child(child, configs, "mnist", threading.Event(), "adam_bias")
+    messages = []
+    while True:
+        try:
+            messages.append(parent.recv())
+        except EOFError:  # the child side closed its end: everything was sent
+            break
+    runs = [m[1] for m in messages if m[0] == "run"]
+    assert [r["label"] for r in runs] == list(ADAM_VARIANTS) and messages[-1] == ("done",)
+    assert [r["bias_correction"] for r in runs] == [True, False]
+    assert all(len(r["losses"]) == len(r["update_ratios"]) == 3 for r in runs)
+
+
+def test_adam_bias_figure_draws_both_runs_and_the_closed_form(mnist):
+    from simplecnn.lessons.adam_bias_figure import adam_bias_figure
+
+    runs = [train_adam_run(label, adam_config(3, 1e-3), mnist) for label in ADAM_VARIANTS]
+    fig = adam_bias_figure(runs)
+    ratios = [t for t in fig.data if t.xaxis == "x2"]
+    assert [list(t.y) for t in ratios[:2]] == [r.update_ratios for r in runs]
+    assert list(ratios[2].y) == pytest.approx([constant_gradient_ratio(t) for t in (1, 2, 3)])

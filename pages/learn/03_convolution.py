@@ -19,9 +19,9 @@ PRESET, LEARNED = "Preset kernel", "SimpleCNN's conv1 filter"
 
 
 def signed_map(values: np.ndarray, title: str, box: tuple[int, int, int, int], height: int = 430):
-    """An output map on a zero-centred scale (negative red, positive blue), one pixel boxed."""
+    """An output map on a zero-centred scale (negative blue, positive orange), one pixel boxed."""
     bound = float(np.abs(values).max()) or 1.0
-    return fig.value_grid(values, title, colorscale="RdBu", zmin=-bound, zmax=bound, show_text=False,
+    return fig.value_grid(values, title, colorscale=fig.DIVERGING, zmin=-bound, zmax=bound, show_text=False,
                           height=height, box=box)
 
 

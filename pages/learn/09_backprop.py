@@ -9,6 +9,7 @@ from simplecnn.data import to_float
 from simplecnn.lessons.backprop import GRAD_NAMES, gradient_step, model_gradients, trace
 from simplecnn.lessons.backprop_layers import block1_gradients
 from simplecnn.lessons.figures_b import backprop_graph_figure, gradient_norms_figure, image_row_figure
+from simplecnn.plots import DIVERGING
 
 
 
@@ -20,7 +21,7 @@ st.markdown(
     "multiplies the gradient that arrived from above by that node's *local* derivative, which only "
     "needs numbers saved during the forward pass.\n\n"
     "The graph below is one neuron: z = w·x + b, a = σ(z), and a squared-error loss against a "
-    "target t. Change the inputs and follow the numbers forward (black) and backward (red).")
+    "target t. Change the inputs and follow the numbers forward (grey arrows) and backward (orange-red arrows, with ∂ in their labels).")
 st.latex(r"\frac{\partial L}{\partial w} = \underbrace{2(a-t)}_{\partial L/\partial a}\cdot"
          r"\underbrace{\sigma(z)\,(1-\sigma(z))}_{\partial a/\partial z}\cdot"
          r"\underbrace{x}_{\partial z/\partial w}")
@@ -32,7 +33,8 @@ b = c3.number_input("bias b", -5.0, 5.0, -0.2, 0.1, key="bp_b")
 t = c4.number_input("target t", 0.0, 1.0, 1.0, 0.05, key="bp_t")
 tr = trace(x, w, b, t)
 show_chart(backprop_graph_figure(tr), width="stretch", config={"displayModeBar": False}, key="t09_backprop_graph")
-st.caption("Black arrows: the forward pass. Red arrows: the backward pass, each multiplying by a local derivative.")
+st.caption("Grey arrows: the forward pass. Orange-red arrows, labelled with ∂: the backward pass, each multiplying by "
+           "a local derivative.")
 
 left, right = st.columns([2, 3])
 with left:
@@ -101,7 +103,7 @@ show_chart(image_row_figure(
     [lg.image.numpy(), lg.relu_in[c].numpy(), lg.grad_relu_out["hand"][c].numpy(),
      lg.grad_relu_in["hand"][c].numpy()],
     ["input digit", f"ReLU input, ch {c}", "after max-pool backward", "after ReLU backward"],
-    colorscale="RdBu", zmin=None, height=190), width="stretch", key="bp_layers_fig")
+    colorscale=DIVERGING, zmin=None, height=190), width="stretch", key="bp_layers_fig")
 scale = {k: float(v["autograd"].abs().max()) for k, v in (
     ("max-pool backward", lg.grad_relu_out), ("ReLU backward", lg.grad_relu_in),
     ("batch norm backward", lg.grad_conv_out), ("conv1 weight gradient", lg.grad_weight),

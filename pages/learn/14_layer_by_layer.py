@@ -9,6 +9,7 @@ from dashboard import nav
 from dashboard.state import dataset, lesson_model
 from simplecnn.lessons.figures_b import (image_row_figure, receptive_field_figure, softmax_bars_figure,
                                          vector_figure)
+from simplecnn.plots import BLUE, VERMILLION
 from simplecnn.lessons.layer_walk import (MAP_STAGES, flatten_index, flatten_options, flatten_position,
                                           forward_walk, layer_rows, receptive_field, strongest_channels,
                                           strongest_listener, strongest_position)
@@ -91,8 +92,8 @@ r2, c2_ = strongest_position(walk.stages["max2"], listener)
 box1 = receptive_field(work, "max1", r1, c1_)
 box2 = receptive_field(work, "max2", r2, c2_)
 show_chart(receptive_field_figure(ds.test_images[int(index)].numpy() / 255.0, [
-    (f"max1 ch {int(follow)} at ({r1}, {c1_})", box1, "#ff7f0e"),
-    (f"max2 ch {listener} at ({r2}, {c2_})", box2, "#d62728")]), width="stretch", key="lw_rf_fig", where=f1)
+    (f"max1 ch {int(follow)} at ({r1}, {c1_})", box1, BLUE),
+    (f"max2 ch {listener} at ({r2}, {c2_})", box2, VERMILLION)]), width="stretch", key="lw_rf_fig", where=f1)
 f1.caption(f"Boxes: the input pixels that can change the strongest max1 unit of channel {int(follow)} "
            f"(rows {box1[0]}–{box1[2]}, columns {box1[1]}–{box1[3]}) and the strongest max2 unit of channel "
            f"{listener} (rows {box2[0]}–{box2[2]}, columns {box2[1]}–{box2[3]}).")
