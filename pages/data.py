@@ -113,7 +113,9 @@ def show_means(ds: sdata.Dataset) -> None:
     st.header("The mean image of each class")
     means = class_means(ds.name)
     show_chart(plots.image_grid(means, titles=list(ds.classes), cols=GRID_COLUMNS, shared_scale=False,
-                                     height=150), key="data_means", config={"displayModeBar": False})
+                                     height=150), key="data_means", config={"displayModeBar": False},
+               alt=f"The mean training image of each of the {len(ds.classes)} classes, 28×28 each, titled "
+                   f"{', '.join(map(str, ds.classes))}: bright where most images of the class have ink.")
     mean, std = pixel_statistics(ds.name)
     st.caption("Each picture averages every training image of one class: bright where most of them have ink, "
                "blurred where people write in different ways. Giving each test image the class of the nearest "
@@ -155,7 +157,9 @@ def show_browser(ds: sdata.Dataset) -> None:
     rows = max(1, -(-len(shown) // GRID_COLUMNS))
     show_chart(plots.image_grid(images[shown].float().div(255.0), titles=titles, cols=GRID_COLUMNS,
                                      shared_scale=True, show_scale=False, height=20 + rows * 100),
-                    key="data_grid", config={"displayModeBar": False})
+                    key="data_grid", config={"displayModeBar": False},
+               alt=f"{len(shown)} {split} images, 28×28 grey pixels each, titled by their index"
+                   + ("" if cls != ALL else " and class") + f", of {'all classes' if cls == ALL else 'class ' + str(ds.classes[cls])}.")
     which = "all classes" if cls == ALL else f"class {ds.classes[cls]}"
     st.caption(f"{split.capitalize()} images of {which}: {len(indices):,} in all; showing "
                f"{(page - 1) * PAGE_SIZE + 1:,}–{(page - 1) * PAGE_SIZE + len(shown):,}. The number above each "

@@ -115,7 +115,9 @@ def show_prediction(reading: Reading, classes: tuple[str, ...]) -> None:
         st.info("This drawing is tiny: it was enlarged to a 20-pixel box like every MNIST digit, so a dot "
                 "becomes a blob. Draw bigger for a fairer test.", icon=":material/zoom_in:")
     show_chart(plots.probability_bars(reading.probs, classes, height=280), key="draw_probs",
-                    config={"displayModeBar": False})
+               config={"displayModeBar": False},
+               alt=f"Bar chart: the probability the network gives each class for your drawing; {name} is "
+                   f"highest with {confidence:.0%}.")
     st.caption(f"Softmax of the network's 10 output scores. Prepared and predicted in "
                f"{reading.milliseconds:.0f} ms.")
 
@@ -139,10 +141,13 @@ def show_preparation(reading: Reading, name: str) -> None:
     for col, (image, caption) in zip(cols, items):
         with col:
             st.image(png_data_uri(thumbnail(image)), caption=caption, width=THUMB_PX,
-                     alt=f"Your drawing at this step, white ink on black; it is read as {name}.")
+                     alt=f"{caption.split(' · ', 1)[-1]}: your drawing at this step, white ink on black, "
+                         f"read as {name}.")
     with cols[4]:
         show_chart(plots.saliency_overlay(steps.centred, reading.saliency, height=240), key="draw_saliency",
-                        config={"displayModeBar": False})
+                   config={"displayModeBar": False},
+                   alt=f"Saliency map over your prepared 28×28 drawing: bright where a small change of a pixel "
+                       f"would move the score for {name} most.")
         st.caption(f"Saliency: the brighter a pixel, the more a small change there would move the score "
                    f"for **{name}** (|gradient| of that logit with respect to the input).")
 

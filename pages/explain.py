@@ -137,7 +137,9 @@ def attack_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     left, right = st.columns([3, 2])
     with left:
         show_chart(explain_plots.attack_images(result.original, result.perturbed, eps), key="explain_attack_fig",
-                        config={"displayModeBar": False})
+                   config={"displayModeBar": False},
+                   alt=f"Three 28×28 images: the original digit, the digit after the {method} attack with "
+                       f"ε = {eps:.2f}, and the change magnified, signed around zero.")
     with right:
         show_chart(explain_plots.probability_change(result.probs_before, result.probs_after, classes),
                         key="explain_attack_probs", config={"displayModeBar": False})
@@ -166,7 +168,9 @@ def attack_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
         left, right = st.columns([3, 2])
         with left:
             show_chart(explain_plots.attack_images(found.original, found.perturbed, found.epsilon),
-                            key="explain_target_fig", config={"displayModeBar": False})
+                       key="explain_target_fig", config={"displayModeBar": False},
+                       alt=f"Three 28×28 images: the original digit, the changed digit the model reads as "
+                           f"{classes[found.after]} (ε = {found.epsilon:.3f}), and the change magnified.")
         with right:
             show_chart(explain_plots.probability_change(found.probs_before, found.probs_after, classes),
                             key="explain_target_probs", config={"displayModeBar": False})
@@ -263,7 +267,9 @@ def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     bench = memo("bench", (tag, dig, cls, ig_steps, window),
                  lambda: attribution.attribution_bench(model, x, cls, ig_steps, window))
     show_chart(explain_plots.attribution_maps(x, bench.maps, attribution.SIGNED), key="explain_bench_fig",
-                    config={"displayModeBar": False})
+               config={"displayModeBar": False},
+               alt=f"{len(bench.maps)} attribution maps of the 28×28 input for class {classes[cls]}, "
+                   f"{', '.join(bench.maps)}, each scaled to its own largest value, with the digit's outline.")
     for col, method in zip(st.columns(4), attribution.METHODS):
         col.caption(f"**{method}**: {attribution.WHAT_IT_MEASURES[method]} ({bench.seconds[method] * 1000:.0f} ms)")
     gap = bench.ig_sum - bench.logit_difference
@@ -289,7 +295,9 @@ def attribution_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
         return
     labels = [check.label(s) for s in check.stages]
     show_chart(explain_plots.attribution_grid(x, check.maps, attribution.SIGNED, row_titles=labels),
-                    key="explain_sanity_fig", config={"displayModeBar": False})
+               key="explain_sanity_fig", config={"displayModeBar": False},
+               alt=f"A grid of attribution maps: one row per model ({', '.join(labels)}), one column per "
+                   f"method ({', '.join(attribution.METHODS)}).")
     table = pd.DataFrame({"weights": labels})
     for method in attribution.METHODS:
         table[f"{SHORT[method]} · all"] = check.correlations[method]
@@ -472,7 +480,8 @@ def show_search(key: str, model, unit: maximise.Unit, search: Search, classes) -
     left, middle, right = st.columns([1, 1.4, 1])
     with left:
         show_chart(explain_plots.unit_image(last.image, f"Step {last.step}: {last.objective:.2f}"),
-                        key="explain_max_image", config={"displayModeBar": False})
+                   key="explain_max_image", config={"displayModeBar": False},
+                   alt=f"The 28×28 image the search made to excite {name}, on a grey scale from 0 to 1.")
     with middle:
         steps, values = zip(*search.ascent.history)
         references = {"best test image": float(top.values[0]), "9th best": float(top.values[-1]),
@@ -483,7 +492,9 @@ def show_search(key: str, model, unit: maximise.Unit, search: Search, classes) -
         labels = state.dataset().test_labels
         captions = [f"#{i} · {classes[int(labels[i])]} · {v:.1f}" for i, v in zip(top.indices, top.values)]
         show_chart(explain_plots.top_image_grid(top.images, captions), key="explain_max_top",
-                        config={"displayModeBar": False})
+                   config={"displayModeBar": False},
+                   alt=f"The {len(captions)} test images that excite {name} most, each titled with its index, "
+                       f"class and value: {'; '.join(captions)}.")
     state_text = {"running": "Searching…", "done": "Done.", "stopped": f"Stopped at step {last.step}.",
                   "time limit": f"Stopped at the {SEARCH_MAX_SECONDS:.0f} s limit, step {last.step}."}[search.status]
     per_100 = 100 * search.seconds / max(1, search.ascent.step)
@@ -535,7 +546,9 @@ def invariance_section(key: str, x: torch.Tensor, dig: str, classes) -> None:
     left, right = st.columns([1, 3])
     with left:
         show_chart(plots.digit_image(moved, height=230), key="explain_moved_fig",
-                        config={"displayModeBar": False})
+                   config={"displayModeBar": False},
+                   alt=f"The digit after the chosen shift, rotation, scale and thickness: 28×28 grey pixels, "
+                       f"read as {classes[now]}.")
         if now == cls:
             st.markdown(f"The model still reads **{classes[now]}** ({probs[now]:.1%}).")
         else:
@@ -597,7 +610,8 @@ first = reading(model, x)
 with top[1]:
     c1, c2 = st.columns([1, 1.3])
     with c1:
-        show_chart(plots.digit_image(x, height=220), key="explain_input_fig", config={"displayModeBar": False})
+        show_chart(plots.digit_image(x, height=220), key="explain_input_fig", config={"displayModeBar": False},
+                   alt=f"The input, {description}: 28×28 grey pixels, white ink on black.")
     with c2:
         said = int(first.argmax())
         truth = f" · true class **{classes[true_class]}**" if true_class is not None else ""

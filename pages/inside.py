@@ -117,6 +117,16 @@ def _map_grid(maps: torch.Tensor, stage: str, title: str | None = None, cols: in
                             zmid=0.0 if signed else None, title=title)
 
 
+def _maps_alt(stage: str, maps: torch.Tensor, description: str, mode: str = "") -> str:
+    """What a grid of feature maps shows, for screen readers: how many, how big, how to read them."""
+    channels, height, width = maps.shape[1:]
+    reading = ("signed values on a diverging scale centred on zero: one side where the channel's pattern "
+               "matches, the other where it is opposed" if stage in SIGNED_STAGES else
+               "bright where the channel responds strongly, dark where it is zero")
+    return (f"The {channels} feature maps of {stage} for {description}{', ' + mode if mode else ''}, numbered "
+            f"0 to {channels - 1}, {height}×{width} each: {reading}.")
+
+
 def _dropped_share(before: torch.Tensor, after: torch.Tensor) -> float:
     """Percent of the non-zero values entering a dropout layer that it set to zero."""
     live = before != 0
@@ -157,7 +167,9 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     # -- the input and the answer
     left, right = st.columns([1, 2])
     with left:
-        show_chart(plots.digit_image(x, height=260), key="inside_input_fig")
+        show_chart(plots.digit_image(x, height=260), key="inside_input_fig",
+                   alt=f"The input, {description}: a 28×28 grey image, white ink on black"
+                       + (f", a {ds.classes[true_class]}." if true_class is not None else "."))
         truth = f" · true class **{ds.classes[true_class]}**" if true_class is not None else ""
         st.markdown(f"Input: {description}{truth}  \nShape `{_fmt_shape(acts['input'])}`")
     with right:
@@ -165,7 +177,9 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
         st.markdown(f"**Softmax output** `{_fmt_shape(acts['softmax'])}`: the network says "
                     f"**{ds.classes[predicted]}** with {100 * float(probs[predicted]):.1f}%"
                     + (f" ({verdict})" if verdict else ""))
-        show_chart(plots.probability_bars(probs, ds.classes, height=260), key="inside_softmax_fig")
+        show_chart(plots.probability_bars(probs, ds.classes, height=260), key="inside_softmax_fig",
+                   alt=f"Bar chart of the softmax output: one probability per class; "
+                       f"{ds.classes[predicted]} is highest with {float(probs[predicted]):.0%}.")
 
     # -- learned filters
     st.header("The 32 filters of conv1")
@@ -174,7 +188,9 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
                "punish it; the filter responds most where the image looks like its orange pattern. "
                "An untrained network starts with random noise here.")
     show_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
-                                     colorscale=plots.DIVERGING, zmid=0.0), key="inside_filters_fig")
+                                     colorscale=plots.DIVERGING, zmid=0.0), key="inside_filters_fig",
+               alt=f"The {len(filters)} learned 5×5 filters of conv1, numbered 0 to {len(filters) - 1}, each "
+                   f"a small grid of signed weights on a diverging scale centred on zero.")
 
     # -- feature maps, stage by stage
     st.header("Feature maps after every stage")
@@ -192,7 +208,7 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
     seed = int(train_cols[1].number_input("Dropout seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                           key="inside_seed", disabled=not train_mode))
     if not train_mode:
-        show_chart(_map_grid(maps, stage), key="inside_maps_fig")
+        show_chart(_map_grid(maps, stage), key="inside_maps_fig", alt=_maps_alt(stage, maps, description))
     else:
         train_acts = activations(model, x, mode="dropout", seed=seed)
         dropped = {name: _dropped_share(train_acts[pre], train_acts[name])
@@ -205,10 +221,11 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
         eval_col, train_col = st.columns(2)
         with eval_col:
             st.markdown("**Evaluation mode** (how predictions are made)")
-            show_chart(_map_grid(maps, stage, cols=8), key="inside_maps_fig")
+            show_chart(_map_grid(maps, stage, cols=8), key="inside_maps_fig", alt=_maps_alt(stage, maps, description))
         with train_col:
             st.markdown(f"**Training mode**, seed {seed}")
-            show_chart(_map_grid(train_acts[stage], stage, cols=8), key="inside_train_maps_fig")
+            show_chart(_map_grid(train_acts[stage], stage, cols=8), key="inside_train_maps_fig",
+                       alt=_maps_alt(stage, train_acts[stage], description, f"in training mode, seed {seed}"))
         train_probs = train_acts["softmax"][0]
         st.caption(f"In training mode the network says **{ds.classes[int(train_probs.argmax())]}** with "
                    f"{100 * float(train_probs.max()):.1f}% (evaluation mode: {100 * float(probs[predicted]):.1f}%).")
@@ -220,7 +237,9 @@ def _network_view(key: str, x: torch.Tensor, description: str, true_class: int |
                f"{_fmt_shape(acts['flatten'])}) are mixed into 512 features. ReLU keeps the {active} positive "
                f"ones (blue) and zeroes the other {acts['fc1'].numel() - active} (grey); fc2 then turns the "
                f"kept ones into the 10 scores `{_fmt_shape(acts['logits'])}` that softmax makes into probabilities.")
-    show_chart(_fc1_strip(acts["fc1"]), key="inside_fc1_fig")
+    show_chart(_fc1_strip(acts["fc1"]), key="inside_fc1_fig",
+               alt=f"Bar chart of the 512 fc1 values before ReLU for this input: {active} are positive and kept "
+                   f"by ReLU, the other {acts['fc1'].numel() - active} are set to zero.")
 
     with st.expander("Shapes of every stage for this image", expanded=False):
         _shape_table(acts, model)

@@ -244,7 +244,13 @@ def describe_figure(fig: go.Figure | dict) -> str:
              "histogram": "histogram", "heatmap": "heatmap", "contour": "contour map", "image": "image"}
     shown = [t for t in fig.data if not _is_outline(t)]
     kind = _join(kinds.get(t.type, t.type) for t in shown) or "chart"
-    parts = [_title(fig) or "Chart", f"a {kind}"]
+    grids = [np.shape(t.z)[:2] for t in shown if t.type in GRID_TYPES and t.z is not None and np.ndim(t.z) >= 2]
+    phrase = f"a {kind}"
+    if grids:
+        sizes = "{}×{}".format(*grids[0]) if len(grids) == 1 else _join(f"{h}×{w}" for h, w in grids)
+        several = f"{len(grids)} {kind}s" if len(grids) > 1 and kind in ("heatmap", "image") else None
+        phrase = f"{several or phrase} of {sizes} cells"
+    parts = [_title(fig) or "Chart", phrase]
     panels = _join(panel_titles(fig).values())
     if panels:
         parts.append(f"panels: {panels}")

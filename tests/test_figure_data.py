@@ -194,4 +194,5 @@ def test_description_names_the_chart_and_stays_the_same_as_a_live_chart_grows():
     for part in ("My run", "line/point chart", "Loss", "Accuracy", "validation", "Optimizer step", "Epoch"):
         assert part in text, part
     grid_text = describe_figure(plots.image_grid(np.zeros((3, 2, 2)), titles=["a", "b", "c"]))
-    assert "heatmap" in grid_text and "panels: a, b, c" in grid_text
+    assert "3 heatmaps of 2×2 cells" in grid_text and "panels: a, b, c" in grid_text
+    assert "a heatmap of 28×28 cells" in describe_figure(plots.digit_image(np.zeros((28, 28))))
