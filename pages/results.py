@@ -96,14 +96,15 @@ def _thumbnail(image_u8: torch.Tensor) -> np.ndarray:
     return np.kron(image_u8.numpy(), np.ones((THUMB_SCALE, THUMB_SCALE), dtype=np.uint8))
 
 
-def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
+def _gallery(result: EvaluationResult, images: torch.Tensor, classes, key_prefix: str = "results",
+             what: str = "Test image") -> None:
     """The model's most confident mistakes, filterable by true and predicted class."""
     st.header("Misclassified images, most confident first")
     options = [ANY, *range(len(classes))]
     fmt = lambda c: c if c == ANY else classes[c]  # noqa: E731
     cols = st.columns(2)
-    true_cls = cols[0].selectbox("True class", options, format_func=fmt, key="results_true")
-    pred_cls = cols[1].selectbox("Predicted class", options, format_func=fmt, key="results_pred")
+    true_cls = cols[0].selectbox("True class", options, format_func=fmt, key=f"{key_prefix}_true")
+    pred_cls = cols[1].selectbox("Predicted class", options, format_func=fmt, key=f"{key_prefix}_pred")
     filters = dict(true=None if true_cls == ANY else true_cls, predicted=None if pred_cls == ANY else pred_cls)
     matching = len(result.mistakes(limit=len(result.labels), **filters))
     mistakes = result.mistakes(limit=GALLERY_SIZE, **filters)
@@ -118,21 +119,26 @@ def _gallery(result: EvaluationResult, images: torch.Tensor, classes) -> None:
         row = st.columns(GALLERY_COLS)
         for col, m, caption in zip(row, mistakes[start:start + GALLERY_COLS], captions[start:start + GALLERY_COLS]):
             col.image(png_data_uri(_thumbnail(images[m.index])), caption=caption,
-                      alt=f"Test image {m.index}, labelled {classes[m.true]}, which the model read as "
+                      alt=f"{what} {m.index}, labelled {classes[m.true]}, which the model read as "
                           f"{classes[m.predicted]}.")
     left, right = st.columns([1, 2])
     with left:
-        choice = st.selectbox("Look closer at", range(len(mistakes)), key="results_closer",
+        choice = st.selectbox("Look closer at", range(len(mistakes)), key=f"{key_prefix}_closer",
                               format_func=lambda i: f"#{mistakes[i].index}: {captions[i]}")
         chosen = mistakes[min(choice, len(mistakes) - 1)]
         show_chart(plots.digit_image(images[chosen.index], height=260,
-                                          title=f"test image #{chosen.index}"), key="results_closer_image")
+                                          title=f"{what.lower()} #{chosen.index}"), key=f"{key_prefix}_closer_image",
+                   alt=f"{what} #{chosen.index}, 28×28 grey pixels: a handwritten {classes[chosen.true]} that "
+                       f"the model read as {classes[chosen.predicted]}.")
     with right:
         st.markdown(f"True class **{classes[chosen.true]}**, predicted **{classes[chosen.predicted]}** "
                     f"with {100 * chosen.probability:.1f}%; the true class got "
                     f"{100 * chosen.probabilities[chosen.true]:.1f}%.")
         show_chart(plots.probability_bars(chosen.probabilities, classes, highlight=chosen.predicted,
-                                               height=260), key="results_closer_probs")
+                                               height=260), key=f"{key_prefix}_closer_probs",
+                   alt=f"Bar chart of the model's probability for each class on {what.lower()} #{chosen.index}: "
+                       f"{classes[chosen.predicted]} highest with {chosen.probability:.0%}, the true class "
+                       f"{classes[chosen.true]} {chosen.probabilities[chosen.true]:.0%}.")
 
 
 def _test_results(key: str, ds) -> None:
@@ -178,6 +184,7 @@ def _live_validation(key: str) -> None:
                f"(held out of training) · refreshed every {LIVE_REFRESH_S:g} s")
     _headline(result, "Validation", len(val_idx))
     _charts(result, ds.classes, "results_val")
+    _gallery(result, ds.train_images[val_idx], ds.classes, key_prefix="results_val", what="Validation image")
 
 
 def _training_view(key: str, ds) -> None:

@@ -179,3 +179,32 @@ def test_live_validation_while_a_run_is_active(dataset):
         job.stop()
         scheduler.release(holder)
         job.join(60)
+
+
+def test_live_view_has_a_mistakes_gallery_of_the_newest_weights(dataset):
+    """While a run is active, the refreshed view also shows its most confident mistakes on the validation
+    slice, with its own filters, matching a plain-torch pass of the run's current weights."""
+    token = new_learner()
+    job, scheduler, holder = queued_job(token)
+    try:
+        at = page_as(PAGE, token, model_key=job.id).run()
+        assert not at.exception
+        cfg = job.config
+        val_idx = split_indices(len(dataset.train_labels), cfg.validation_split, cfg.seed, cfg.subset)[1][:1000]
+        with torch.no_grad():
+            probs = job.model()(to_float(dataset.train_images[val_idx])).softmax(1)
+        labels = dataset.train_labels[val_idx]
+        wrong = probs.argmax(1) != labels
+        captions = gallery_captions(at)
+        assert len(captions) == min(24, int(wrong.sum())) > 0
+        shown_conf = [int(re.search(r"\((\d+)%\)$", c).group(1)) for c in captions]
+        assert shown_conf[0] == round(100 * probs.max(1).values[wrong].max().item())
+        at.selectbox(key="results_val_true").set_value(3).run()
+        assert not at.exception
+        expected = int((wrong & (labels == 3)).sum())
+        assert len(gallery_captions(at)) == min(24, expected)
+        assert all(c.startswith("true 3 → pred ") for c in gallery_captions(at))
+    finally:
+        job.stop()
+        scheduler.release(holder)
+        job.join(60)
