@@ -20,6 +20,7 @@ from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.drawing_input import digit_input
 from dashboard.images import png_data_uri
+from dashboard.handwriting import label_control
 from simplecnn import plots
 from simplecnn.drawing import DrawingSteps, predict_drawing, preprocess_steps
 from simplecnn.inspection import saliency
@@ -194,6 +195,7 @@ def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tupl
                 "finger or pen: one stroke is enough to start.", icon=":material/draw:")
         return
     show_prediction(reading, classes)
+    label_control(reading.steps.tensor, reading.predicted, digest)  # keep it for Your handwriting
     run = chosen_run()
     snap = run.snapshot() if run is not None else None
     if snap is not None and snap.active and snap.latest:
