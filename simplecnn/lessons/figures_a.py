@@ -11,9 +11,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-OPTIMIZER_COLOURS = {"Batch GD": "#1f77b4", "SGD": "#7f7f7f", "Momentum": "#ff7f0e",
-                     "Adagrad": "#2ca02c", "RMSProp": "#9467bd", "Adam": "#d62728"}
-HIGHLIGHT = "#ff2d55"
+from ..plots import (BLUE, COLORS, DIVERGING, GREEN, GREY, NEUTRAL, ORANGE, PURPLE, SERIES_DASHES, SERIES_SYMBOLS,
+                     SEQUENTIAL, VERMILLION, YELLOW)
+
+# Each optimizer keeps one colour, dash and marker in every lesson (the palette is plots.COLORS).
+OPTIMIZER_COLOURS = {"Batch GD": BLUE, "SGD": GREY, "Momentum": ORANGE, "Adagrad": GREEN, "RMSProp": PURPLE,
+                     "Adam": VERMILLION}
+OPTIMIZER_DASHES = {name: SERIES_DASHES[i] for i, name in enumerate(OPTIMIZER_COLOURS)}
+OPTIMIZER_SYMBOLS = {name: SERIES_SYMBOLS[i] for i, name in enumerate(OPTIMIZER_COLOURS)}
+HIGHLIGHT = VERMILLION  # boxes and the one bar a lesson points at (bars also get a hatch)
+BAR = BLUE
 
 
 def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) -> None:
@@ -29,7 +36,7 @@ def _box(top: int, left: int, height: int, width: int, colour: str = HIGHLIGHT, 
                 line=dict(color=colour, width=3), **kw)
 
 
-def value_grid(values: np.ndarray, title: str = "", fmt: str = ".2f", colorscale: str = "gray",
+def value_grid(values: np.ndarray, title: str = "", fmt: str = ".2f", colorscale: str | list = "gray",
                zmin: float | None = None, zmax: float | None = None, text_size: int = 9,
                height: int = 520, box: tuple[int, int, int, int] | None = None,
                show_text: bool = True) -> go.Figure:
@@ -51,14 +58,14 @@ def value_grid(values: np.ndarray, title: str = "", fmt: str = ".2f", colorscale
 
 
 def kernel_grid(kernel: np.ndarray, title: str = "", fmt: str = ".2f", height: int = 300) -> go.Figure:
-    """A kernel (or products) with a red-white-blue scale centred on zero: sign is what matters."""
+    """A kernel (or products) with the blue-white-orange scale centred on zero: sign is what matters."""
     kernel = np.asarray(kernel, dtype=np.float64)
     bound = float(np.abs(kernel).max()) or 1.0
-    return value_grid(kernel, title, fmt, colorscale="RdBu", zmin=-bound, zmax=bound, text_size=12,
+    return value_grid(kernel, title, fmt, colorscale=DIVERGING, zmin=-bound, zmax=bound, text_size=12,
                       height=height)
 
 
-def maps_side_by_side(maps: dict[str, np.ndarray], height: int = 380, colorscale: str = "Viridis",
+def maps_side_by_side(maps: dict[str, np.ndarray], height: int = 380, colorscale: str | list = SEQUENTIAL,
                       boxes: dict[str, tuple[int, int, int, int]] | None = None,
                       shared_scale: bool = True) -> go.Figure:
     """Several 2-D maps next to each other with one colour scale, optional highlight box per map."""
@@ -94,7 +101,7 @@ def filter_bank(filters: np.ndarray, columns: int = 8, highlight: int | None = N
         r, c = divmod(i, columns)
         mosaic[r * cell: r * cell + k, c * cell: c * cell + k] = f
     bound = float(np.abs(filters).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=mosaic, colorscale="RdBu", zmin=-bound, zmax=bound, colorbar=dict(thickness=12),
+    fig = go.Figure(go.Heatmap(z=mosaic, colorscale=DIVERGING, zmin=-bound, zmax=bound, colorbar=dict(thickness=12),
                                hoverongaps=False, hovertemplate="%{z:.3f}<extra></extra>"))
     labels = [dict(x=(i % columns) * cell + (k - 1) / 2, y=(i // columns) * cell - 0.5, text=str(i),
                    showarrow=False, yshift=7, font=dict(size=10)) for i in range(count)]
@@ -115,14 +122,19 @@ def curves(x: np.ndarray, lines: dict[str, np.ndarray], title: str = "", x_title
            colours: dict[str, str] | None = None, log_x: bool = False) -> go.Figure:
     """Line plot of several named curves over the same x; optional labelled points and fixed colours.
 
-    log_x spreads out small x (e.g. probabilities near 0, where a confident mistake lives)."""
+    Each curve also has its own dash pattern and a few markers of its own symbol, so the curves differ
+    without colour. log_x spreads out small x (e.g. probabilities near 0, where a confident mistake lives)."""
     fig = go.Figure()
-    for name, y in lines.items():
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name,
-                                 line=dict(color=(colours or {}).get(name))))
+    for i, (name, y) in enumerate(lines.items()):
+        colour = (colours or {}).get(name) or COLORS[i % len(COLORS)]
+        optimizer = colours is OPTIMIZER_COLOURS and name in OPTIMIZER_COLOURS  # the optimizer's own style
+        dash = OPTIMIZER_DASHES[name] if optimizer else SERIES_DASHES[i % len(SERIES_DASHES)]
+        symbol = OPTIMIZER_SYMBOLS[name] if optimizer else SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=colour, dash=dash),
+                                 marker=dict(color=colour, symbol=symbol, size=7, maxdisplayed=10)))
     for name, (px, py) in (markers or {}).items():
         fig.add_trace(go.Scatter(x=[px], y=[py], mode="markers+text", name=name, text=[name],
-                                 textposition="top center", marker=dict(size=10), showlegend=False))
+                                 textposition="top center", marker=dict(size=10, color=NEUTRAL), showlegend=False))
     fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       legend=dict(orientation="h", y=-0.2))
@@ -137,9 +149,10 @@ def curves(x: np.ndarray, lines: dict[str, np.ndarray], title: str = "", x_title
 
 def probability_bars(labels: Sequence[str], probabilities: np.ndarray, title: str = "",
                      highlight: int | None = None, height: int = 320) -> go.Figure:
-    """Bars of a probability vector with the values printed; one bar can be highlighted."""
-    colours = [HIGHLIGHT if i == highlight else "#4c78a8" for i in range(len(labels))]
-    fig = go.Figure(go.Bar(x=list(labels), y=probabilities, marker_color=colours,
+    """Bars of a probability vector with the values printed; one bar can be highlighted (colour and hatch)."""
+    colours = [HIGHLIGHT if i == highlight else BAR for i in range(len(labels))]
+    hatch = ["/" if i == highlight else "" for i in range(len(labels))]
+    fig = go.Figure(go.Bar(x=list(labels), y=probabilities, marker=dict(color=colours, pattern=dict(shape=hatch)),
                            text=[f"{p:.3f}" for p in probabilities], textposition="outside"))
     fig.update_layout(title=title, height=height, yaxis=dict(range=[0, 1.12], title="probability"),
                       xaxis=dict(type="category"),
@@ -149,9 +162,10 @@ def probability_bars(labels: Sequence[str], probabilities: np.ndarray, title: st
 
 def bar_values(labels: Sequence[str], values: Sequence[float], title: str = "", height: int = 300,
                y_title: str = "") -> go.Figure:
-    """Signed bars (e.g. per-channel sums), positive blue, negative red."""
+    """Signed bars (e.g. per-channel sums), positive orange, negative blue (as the DIVERGING map); the
+    sign also shows as the bar's direction."""
     values = np.asarray(values, dtype=np.float64)
-    colours = ["#4c78a8" if v >= 0 else "#e45756" for v in values]
+    colours = [ORANGE if v >= 0 else BLUE for v in values]
     fig = go.Figure(go.Bar(x=list(labels), y=values, marker_color=colours))
     fig.update_layout(title=title, height=height, yaxis_title=y_title, xaxis=dict(type="category"),
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10))
@@ -170,12 +184,14 @@ def optimizer_contour(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, paths: dict
         part = path[: upto + 1]
         colour = OPTIMIZER_COLOURS.get(name)
         fig.add_trace(go.Scatter(x=part[:, 0], y=part[:, 1], mode="lines+markers", name=name,
-                                 line=dict(color=colour, width=2), marker=dict(size=4, color=colour)))
+                                 line=dict(color=colour, width=2, dash=OPTIMIZER_DASHES.get(name)),
+                                 marker=dict(size=5, color=colour, symbol=OPTIMIZER_SYMBOLS.get(name))))
         last = np.flatnonzero(np.all(np.isfinite(part), axis=1))
         if len(last):
             end = part[last[-1]]
             fig.add_trace(go.Scatter(x=[end[0]], y=[end[1]], mode="markers", showlegend=False,
-                                     marker=dict(size=12, color=colour, line=dict(color="white", width=2)),
+                                     marker=dict(size=12, color=colour, symbol=OPTIMIZER_SYMBOLS.get(name),
+                                                 line=dict(color="white", width=2)),
                                      hovertemplate=f"{name} at step {last[-1]}: (%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
     start = next(iter(paths.values()))[0]
     fig.add_trace(go.Scatter(x=[start[0]], y=[start[1]], mode="markers+text", text=["start"],
@@ -183,7 +199,7 @@ def optimizer_contour(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, paths: dict
                              marker=dict(size=12, symbol="x", color="black")))
     if len(minima):
         fig.add_trace(go.Scatter(x=[m[0] for m in minima], y=[m[1] for m in minima], mode="markers", name="minimum",
-                                 marker=dict(size=14, symbol="star", color="gold", line=dict(color="black", width=1))))
+                                 marker=dict(size=14, symbol="star", color=YELLOW, line=dict(color="black", width=1))))
     fig.update_xaxes(range=[xs[0], xs[-1]], title="x")
     fig.update_yaxes(range=[ys[0], ys[-1]], title="y")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10),

@@ -8,11 +8,18 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..plots import (BLUE, COLORS, GREEN, MUTED, NEUTRAL, ORANGE, RIGHT_COLOR, SERIES_SYMBOLS, SEQUENTIAL,
+                     VERMILLION, WRONG_COLOR, right_wrong)
 from .adam_table import AdamStep, Bowl
 from .regularization import BatchNormView, DropoutView, MonteCarloResult, TinyRun
 
-BLUE, ORANGE, GREEN, RED, GREY = "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f"
-RUN_COLOURS = (RED, BLUE, GREEN, "#9467bd")
+GREY = NEUTRAL
+RED = VERMILLION  # the backward pass and its gradients (Okabe-Ito vermillion, not a pure red)
+RUN_COLOURS = COLORS[:4]  # runs also differ by marker symbol (RUN_SYMBOLS)
+RUN_SYMBOLS = SERIES_SYMBOLS[:4]
+# The backprop diagram's boxes: pale fills with dark text, readable on a light or a dark page.
+FILL_INPUT, FILL_NODE, FILL_TARGET, FILL_LOSS = "#FFF7E6", "#EEF4FB", "#F2F2F2", "#FDE8E8"
+BOX_LINE, BOX_TEXT, GRADIENT_TEXT = "#555555", "#222222", "#A34400"  # dark vermillion: 5:1 on the pale fills
 
 
 def _compact(fig: go.Figure, height: int) -> go.Figure:
@@ -46,7 +53,7 @@ def adam_path_figure(bowl: Bowl, rows: Sequence[AdamStep]) -> go.Figure:
                              name="Adam", showlegend=False), 1, 1)
     fig.add_trace(go.Scatter(x=list(range(len(thetas))), y=thetas, mode="lines+markers",
                              marker=dict(color=ORANGE), showlegend=False), 1, 2)
-    fig.add_hline(y=bowl.c, line=dict(color=GREEN, dash="dash"), annotation_text="minimum", row=1, col=2)
+    fig.add_hline(y=bowl.c, line=dict(color=GREEN, dash="dash"), annotation_text="minimum (dashed)", row=1, col=2)
     fig.update_xaxes(title_text="θ", row=1, col=1)
     fig.update_yaxes(title_text="L(θ)", row=1, col=1)
     fig.update_xaxes(title_text="step t", row=1, col=2)
@@ -63,8 +70,8 @@ def dropout_maps_figure(view: DropoutView, channel: int) -> go.Figure:
     top = float(max(np.abs(train).max(), np.abs(h).max(), 1e-6))
     titles = ("h", "mask (black = dropped)", "training output", "eval output")
     fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.03)
-    for col, (img, zmax, scale) in enumerate(((h, top, "Viridis"), (mask, view.scale, "Greys_r"),
-                                              (train, top, "Viridis"), (ev, top, "Viridis")), start=1):
+    for col, (img, zmax, scale) in enumerate(((h, top, SEQUENTIAL), (mask, view.scale, "Greys_r"),
+                                              (train, top, SEQUENTIAL), (ev, top, SEQUENTIAL)), start=1):
         fig.add_trace(go.Heatmap(z=img, zmin=0 if img.min() >= 0 else -zmax, zmax=zmax, colorscale=scale,
                                  showscale=col == 3, colorbar=dict(len=0.9, thickness=12),
                                  hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"), 1, col)
@@ -75,10 +82,10 @@ def dropout_maps_figure(view: DropoutView, channel: int) -> go.Figure:
 def monte_carlo_figure(result: MonteCarloResult) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=result.counts, y=result.mean_abs_error, mode="lines+markers", name="measured",
-                             line=dict(color=BLUE)))
+                             line=dict(color=BLUE), marker=dict(symbol="circle")))
     if result.exact:
-        fig.add_trace(go.Scatter(x=result.counts, y=result.exact, mode="lines", name="exact expected value",
-                                 line=dict(color=ORANGE)))
+        fig.add_trace(go.Scatter(x=result.counts, y=result.exact, mode="lines+markers", name="exact expected value",
+                                 line=dict(color=ORANGE, dash="dot"), marker=dict(symbol="diamond")))
     fig.add_trace(go.Scatter(x=result.counts, y=result.theory, mode="lines", name="large-K approximation ∝ 1/√K",
                              line=dict(color=GREY, dash="dash")))
     fig.update_xaxes(type="log", title_text="number of masks averaged, K")
@@ -99,8 +106,8 @@ def batch_norm_histograms(view: BatchNormView, channel: int) -> go.Figure:
     fig.add_trace(go.Histogram(x=before, nbinsx=60, marker_color=GREY, name="before", showlegend=False), 1, 1)
     fig.add_trace(go.Histogram(x=after_train, nbinsx=60, marker_color=BLUE, opacity=0.6,
                                name="train mode (batch stats)"), 1, 2)
-    fig.add_trace(go.Histogram(x=after_eval, nbinsx=60, marker_color=ORANGE, opacity=0.6,
-                               name="eval mode (running stats)"), 1, 2)
+    fig.add_trace(go.Histogram(x=after_eval, nbinsx=60, opacity=0.6, name="eval mode (running stats)",
+                               marker=dict(color=ORANGE, pattern=dict(shape="/")), ), 1, 2)
     fig.update_layout(barmode="overlay", legend=dict(orientation="h", y=-0.18, x=1, xanchor="right"))
     fig.update_yaxes(title_text="count", row=1, col=1)
     return _compact(fig, 340)
@@ -108,16 +115,18 @@ def batch_norm_histograms(view: BatchNormView, channel: int) -> go.Figure:
 
 # -- lesson 12 ---------------------------------------------------------------------------------------
 def training_curves_figure(runs: Sequence[TinyRun]) -> go.Figure:
-    """Training (solid) and validation (dashed) loss per epoch for each run."""
+    """Training (solid) and validation (dashed) loss per epoch for each run; runs differ by colour and marker."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (solid: training, dashed: validation)",
                                                         "accuracy % (solid: training, dashed: validation)"))
-    for run, colour in zip(runs, RUN_COLOURS):
+    for run, colour, symbol in zip(runs, RUN_COLOURS, RUN_SYMBOLS):
         for col, (tr, va) in enumerate(((run.train_loss, run.val_loss),
                                         (run.train_accuracy, run.val_accuracy)), start=1):
             fig.add_trace(go.Scatter(x=run.epochs, y=tr, mode="lines+markers", line=dict(color=colour),
+                                     marker=dict(symbol=symbol, size=8),
                                      name=f"{run.label}: train", legendgroup=run.label, showlegend=col == 1), 1, col)
             fig.add_trace(go.Scatter(x=run.epochs, y=va, mode="lines+markers",
-                                     line=dict(color=colour, dash="dash"), name=f"{run.label}: validation",
+                                     line=dict(color=colour, dash="dash"), marker=dict(symbol=symbol, size=8),
+                                     name=f"{run.label}: validation",
                                      legendgroup=run.label, showlegend=col == 1), 1, col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
@@ -130,7 +139,8 @@ def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=list(classes), y=list(train_counts), name="training (60,000)", marker_color=BLUE,
                          text=[f"{c:,}" for c in train_counts], textposition="outside"))
-    fig.add_trace(go.Bar(x=list(classes), y=list(test_counts), name="test (10,000)", marker_color=ORANGE,
+    fig.add_trace(go.Bar(x=list(classes), y=list(test_counts), name="test (10,000)",
+                         marker=dict(color=ORANGE, pattern=dict(shape="/")),
                          text=[f"{c:,}" for c in test_counts], textposition="outside"))
     even = sum(train_counts) / len(train_counts)
     fig.add_trace(go.Scatter(x=list(classes), y=[even] * len(classes), mode="lines",
@@ -160,13 +170,18 @@ def image_row_figure(images: np.ndarray, titles: Sequence[str], colorscale: str 
 
 # -- lesson 14 ---------------------------------------------------------------------------------------
 def softmax_bars_figure(probabilities: Sequence[float], classes: Sequence[str], true_label: int | None) -> go.Figure:
+    """The softmax output, the prediction lit; with a true label, marked ✓ (right) or ✗ (wrong) as well."""
     best = int(np.argmax(probabilities))
-    colours = [GREEN if i == best else GREY for i in range(len(probabilities))]
-    fig = go.Figure(go.Bar(x=list(classes), y=list(probabilities), marker_color=colours,
-                           text=[f"{p:.1%}" for p in probabilities], textposition="outside"))
+    lit = BLUE if true_label is None else (RIGHT_COLOR if best == true_label else WRONG_COLOR)
+    colours = [lit if i == best else MUTED for i in range(len(probabilities))]
+    text = [f"{p:.1%}" for p in probabilities]
     title = f"softmax: predicted {classes[best]}"
     if true_label is not None:
-        title += f" (true label {classes[true_label]})"
+        mark = right_wrong(best == true_label)
+        text[best] = f"{mark} {text[best]}"
+        title = f"{mark} {title} (true label {classes[true_label]})"
+    fig = go.Figure(go.Bar(x=list(classes), y=list(probabilities), marker_color=colours, text=text,
+                           textposition="outside"))
     fig.update_layout(title=title, yaxis=dict(range=[0, 1.15], title="probability"))
     fig.update_xaxes(type="category")
     return _compact(fig, 300)
@@ -201,20 +216,20 @@ def backprop_graph_figure(tr) -> go.Figure:
     """
     g, loc = tr.grads, tr.local
     nodes = {  # name -> (x, y, text, fill)
-        "x": (0.0, 2.0, f"<b>x</b> = {tr.x:.3g}<br><span style='color:{RED}'>∂L/∂x = {g['x']:.4g}</span>", "#fff7e6"),
-        "w": (0.0, 1.0, f"<b>w</b> = {tr.w:.3g}<br><span style='color:{RED}'>∂L/∂w = {g['w']:.4g}</span>", "#fff7e6"),
-        "b": (0.0, 0.0, f"<b>b</b> = {tr.b:.3g}<br><span style='color:{RED}'>∂L/∂b = {g['b']:.4g}</span>", "#fff7e6"),
-        "z": (1.9, 1.0, f"<b>z</b> = w·x + b<br>= {tr.z:.4g}", "#eef4fb"),
-        "a": (3.8, 1.0, f"<b>a</b> = σ(z)<br>= {tr.a:.4g}", "#eef4fb"),
-        "t": (5.7, 0.0, f"target <b>t</b> = {tr.t:.3g}", "#f2f2f2"),
-        "L": (5.7, 1.0, f"<b>L</b> = (a − t)²<br>= {tr.loss:.4g}", "#fde8e8"),
+        "x": (0.0, 2.0, f"<b>x</b> = {tr.x:.3g}<br><span style='color:{GRADIENT_TEXT}'>∂L/∂x = {g['x']:.4g}</span>", FILL_INPUT),
+        "w": (0.0, 1.0, f"<b>w</b> = {tr.w:.3g}<br><span style='color:{GRADIENT_TEXT}'>∂L/∂w = {g['w']:.4g}</span>", FILL_INPUT),
+        "b": (0.0, 0.0, f"<b>b</b> = {tr.b:.3g}<br><span style='color:{GRADIENT_TEXT}'>∂L/∂b = {g['b']:.4g}</span>", FILL_INPUT),
+        "z": (1.9, 1.0, f"<b>z</b> = w·x + b<br>= {tr.z:.4g}", FILL_NODE),
+        "a": (3.8, 1.0, f"<b>a</b> = σ(z)<br>= {tr.a:.4g}", FILL_NODE),
+        "t": (5.7, 0.0, f"target <b>t</b> = {tr.t:.3g}", FILL_TARGET),
+        "L": (5.7, 1.0, f"<b>L</b> = (a − t)²<br>= {tr.loss:.4g}", FILL_LOSS),
     }
     half_w, half_h = 0.5, 0.3
     fig = go.Figure()
     for name, (x, y, text, fill) in nodes.items():
         fig.add_shape(type="rect", x0=x - half_w, x1=x + half_w, y0=y - half_h, y1=y + half_h,
-                      line=dict(color="#555", width=1.5 if name == "L" else 1), fillcolor=fill, layer="below")
-        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(size=14, color="#222"))
+                      line=dict(color=BOX_LINE, width=1.5 if name == "L" else 1), fillcolor=fill, layer="below")
+        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(size=14, color=BOX_TEXT))
 
     def arrow(src: str, dst: str, colour: str, dy: float = 0.0, label: str = "") -> None:
         (x0, y0), (x1, y1) = nodes[src][:2], nodes[dst][:2]
@@ -238,18 +253,22 @@ def backprop_graph_figure(tr) -> go.Figure:
     arrow("a", "z", RED, dy=-0.12, label=f"× σ'(z) = {loc['da/dz']:.4g}<br>= ∂L/∂z = {g['z']:.4g}")
     fig.update_xaxes(visible=False, range=[-0.6, 6.3])
     fig.update_yaxes(visible=False, range=[-0.45, 2.4])
-    fig.update_layout(showlegend=False, plot_bgcolor="white", dragmode=False)
+    fig.update_layout(showlegend=False, plot_bgcolor="rgba(0,0,0,0)", dragmode=False)  # the page's own background
     return _compact(fig, 330)
 
 
 def receptive_field_figure(image: np.ndarray, boxes: Sequence[tuple[str, tuple[int, int, int, int], str]]) -> go.Figure:
-    """The input digit with one rectangle per (label, (top, left, bottom, right), colour) receptive field."""
+    """The input digit with one rectangle per (label, (top, left, bottom, right), colour) receptive field.
+
+    The rectangles also differ by dash (solid, dashed, dotted ...), named in the legend."""
     fig = go.Figure(go.Heatmap(z=image, colorscale="Greys", showscale=False,
                                hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))
-    for label, (top, left, bottom, right), colour in boxes:
+    for i, (label, (top, left, bottom, right), colour) in enumerate(boxes):
+        dash = ("solid", "dash", "dot", "dashdot")[i % 4]
         fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
-                      line=dict(color=colour, width=3))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3), name=label))
+                      line=dict(color=colour, width=3, dash=dash))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3, dash=dash),
+                                 name=f"{label} ({dash if dash != 'dash' else 'dashed'})"))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, image.shape[1] - 0.5])
     fig.update_layout(title="Receptive fields on the input", legend=dict(orientation="h", y=-0.05))
@@ -266,7 +285,8 @@ def minibatch_noise_figure(results) -> go.Figure:
                                  marker=dict(color=BLUE, size=7, opacity=0.6), showlegend=False), 1, 1)
     sizes = [r.batch_size for r in results]
     means = [float(np.mean(r.relative_errors)) for r in results]
-    fig.add_trace(go.Scatter(x=sizes, y=means, mode="lines+markers", name="measured", line=dict(color=ORANGE)), 1, 2)
+    fig.add_trace(go.Scatter(x=sizes, y=means, mode="lines+markers", name="measured", line=dict(color=ORANGE),
+                             marker=dict(symbol="circle")), 1, 2)
     fig.add_trace(go.Scatter(x=sizes, y=[means[0] * (sizes[0] / s) ** 0.5 for s in sizes], mode="lines",
                              name="∝ 1/√B", line=dict(color=GREY, dash="dash")), 1, 2)
     fig.update_xaxes(type="log", title_text="batch size B")
