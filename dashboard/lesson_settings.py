@@ -8,9 +8,11 @@ Session State" warning: use it instead of a `value=`/`index=` argument.
 """
 from __future__ import annotations
 
+import streamlit as st
+
 from dashboard.lesson_params import LESSONS, default
 from dashboard.shared_settings import from_link, share_ui
-from dashboard.widgets import keep
+from dashboard.widgets import keep, kept
 
 
 def lesson_link(number: str) -> str:
@@ -24,3 +26,10 @@ def setting(key: str, fallback=None) -> dict:
     """keep() kwargs for a lesson widget declared in dashboard.lesson_params (`fallback` for a key with
     a default of its own, such as lesson 7's per-surface learning rate)."""
     return keep(key, default(key) if fallback is None else fallback)
+
+
+def settle(key: str, allowed: list) -> None:
+    """Put a kept choice back on the first allowed one when this run's widget cannot show it (lesson 3's
+    learned filter needs a model); the page says why next to the widget."""
+    if kept(key, allowed[0]) not in allowed:
+        st.session_state["_keep_" + key] = allowed[0]

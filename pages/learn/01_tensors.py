@@ -8,6 +8,7 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.data import DataError
 from simplecnn.inspection import activations
 from simplecnn.lessons import figures_a as fig
@@ -17,6 +18,7 @@ from simplecnn.model import SimpleCNN
 BYTE_MAX = torch.iinfo(torch.uint8).max  # the brightest value a byte can hold
 
 st.title("1 · Images as tensors")
+lesson_link("01")
 st.markdown(
     "A computer never sees a picture, only numbers. A greyscale image is a grid with one number per "
     "pixel: how bright that pixel is. On disk each pixel is a single **byte** (an integer from 0 to "
@@ -37,11 +39,11 @@ except DataError as exc:
 # -- one real digit ---------------------------------------------------------------------------------
 st.header("A real digit, pixel by pixel")
 c1, c2, c3 = st.columns([1, 1, 1])
-split = c1.radio("Split", ["test", "train"], horizontal=True, key="t01_split")
+split = c1.radio("Split", ["test", "train"], horizontal=True, **setting("t01_split"))
 n_images = len(ds.test_labels if split == "test" else ds.train_labels)
 index = int(c2.number_input(f"Image index (0–{n_images - 1})", 0, n_images - 1, 0, key="t01_index"))
 view = c3.radio("Show the values as", ["bytes (uint8, on disk)", "floats in [0, 1] (what the model reads)"],
-                key="t01_view")
+                **setting("t01_view"))
 image_u8, label = tf.digit(ds, index, split)
 image_float = tf.model_view(image_u8)[0, 0]  # (28, 28) float32
 as_bytes = view.startswith("bytes")
@@ -75,7 +77,7 @@ with right:
 
 # -- a real batch -----------------------------------------------------------------------------------
 st.header("A batch: the tensor SimpleCNN actually receives")
-batch_size = st.slider("Batch size N", 1, 256, 64, key="t01_batch")
+batch_size = st.slider("Batch size N", 1, 256, **setting("t01_batch"))
 images, labels = tf.first_batch(ds, batch_size)
 st.markdown(f"The trainer's first batch of the training split has shape **{tuple(images.shape)}** "
             f"and dtype `{images.dtype}`; its labels have shape {tuple(labels.shape)}.")

@@ -9,6 +9,7 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.data import DataError
 from simplecnn.lessons import figures_a as fig
 from simplecnn.lessons import tensors_fc as tf
@@ -16,6 +17,7 @@ from simplecnn.lessons.activations_losses import FC_ACTIVATIONS
 from simplecnn.model import SimpleCNN
 
 st.title("2 · The fully-connected layer")
+lesson_link("02")
 st.markdown(
     "A fully-connected (or *linear*) layer connects every input to every output. Each output is one "
     "**neuron**: it multiplies each input $x_i$ by its own weight $w_i$, adds the products up, adds "
@@ -29,10 +31,9 @@ st.latex(r"y_j \;=\; h\Big(\sum_{i=1}^{n} w_{ji}\,x_i + w_{j0}\Big)")
 # -- one neuron with sliders --------------------------------------------------------------------------
 st.header("Build one neuron")
 top = st.columns([1, 1, 1])
-n_inputs = top[0].radio("Inputs", [3, 4], index=1, horizontal=True, key="t02_n")
-activation_name = top[1].selectbox("Activation h", FC_ACTIVATIONS, index=FC_ACTIVATIONS.index("ReLU"),
-                                   key="t02_act")
-slope = (top[2].slider("Leaky slope", 0.0, 0.5, 0.01, 0.01, key="t02_slope")
+n_inputs = top[0].radio("Inputs", [3, 4], horizontal=True, **setting("t02_n"))
+activation_name = top[1].selectbox("Activation h", FC_ACTIVATIONS, **setting("t02_act"))
+slope = (top[2].slider("Leaky slope", 0.0, 0.5, step=0.01, **setting("t02_slope"))
          if activation_name == "Leaky ReLU" else 0.01)
 defaults_x = np.linspace(1.0, -0.5, n_inputs)  # a spread of starting inputs
 defaults_w = np.array([0.8, -0.4, 0.3, -0.6])[:n_inputs]  # mixed signs: some inputs excite, some inhibit
@@ -41,7 +42,7 @@ xs, ws = [], []
 for i, c in enumerate(cols[:n_inputs]):
     xs.append(c.slider(f"x{i + 1}", -2.0, 2.0, float(round(defaults_x[i], 1)), 0.1, key=f"t02_x{i}"))
     ws.append(c.slider(f"w{i + 1}", -2.0, 2.0, float(round(defaults_w[i], 1)), 0.1, key=f"t02_w{i}"))
-bias = cols[-1].slider("bias w0", -2.0, 2.0, 0.2, 0.1, key="t02_bias")
+bias = cols[-1].slider("bias w0", -2.0, 2.0, step=0.1, **setting("t02_bias"))
 
 steps = tf.neuron_steps(xs, ws, bias, activation_name, slope)
 table = pd.DataFrame({"i": range(1, n_inputs + 1), "x_i": steps.inputs, "w_i": steps.weights,

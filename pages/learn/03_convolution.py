@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import show_chart
+from dashboard.lesson_params import KERNEL_LEARNED, KERNEL_PRESET
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting, settle
 from simplecnn.data import DataError
 from simplecnn.inspection import first_layer_filters
 from simplecnn.lessons import convolution as cv
@@ -15,7 +17,7 @@ from simplecnn.lessons import figures_a as fig
 from simplecnn.lessons import tensors_fc as tf
 from simplecnn.model import SimpleCNN
 
-PRESET, LEARNED = "Preset kernel", "SimpleCNN's conv1 filter"
+PRESET, LEARNED = KERNEL_PRESET, KERNEL_LEARNED
 
 
 def signed_map(values: np.ndarray, title: str, box: tuple[int, int, int, int], height: int = 430):
@@ -26,6 +28,7 @@ def signed_map(values: np.ndarray, title: str, box: tuple[int, int, int, int], h
 
 
 st.title("3 · Convolution")
+lesson_link("03")
 st.markdown(
     "A convolutional layer does not look at the whole image at once. It holds small grids of weights, "
     "**kernels** (or filters), and slides each one over the input. At every position it multiplies "
@@ -52,19 +55,20 @@ presets = cv.preset_kernels()
 # -- one step of the convolution ------------------------------------------------------------------------
 st.header("Slide a 5×5 kernel over a real digit")
 c1, c2, c3 = st.columns(3)
-index = int(c1.number_input(f"Test image (0–{len(ds.test_labels) - 1})", 0, len(ds.test_labels) - 1, 0,
-                            key="t03_index"))
+index = int(c1.number_input(f"Test image (0–{len(ds.test_labels) - 1})", 0, len(ds.test_labels) - 1,
+                            **setting("t03_index")))
 sources = [PRESET, LEARNED] if model is not None else [PRESET]
-source = c2.radio("Kernel", sources, key="t03_source")
+settle("t03_source", sources)
+source = c2.radio("Kernel", sources, **setting("t03_source"))
 if model is None:
     c2.info(f"{model_label} Preset kernels only until there is a model.")
 if source == PRESET:
-    preset_name = c3.selectbox("Preset", list(presets), key="t03_preset")
+    preset_name = c3.selectbox("Preset", list(presets), **setting("t03_preset"))
     kernel = presets[preset_name]
-    bias = c3.slider("Bias", -1.0, 1.0, 0.0, 0.05, key="t03_bias")
+    bias = c3.slider("Bias", -1.0, 1.0, step=0.05, **setting("t03_bias"))
     kernel_title = preset_name
 else:
-    filter_index = c3.slider("conv1 filter", 0, model.conv1.out_channels - 1, 0, key="t03_filter")
+    filter_index = c3.slider("conv1 filter", 0, model.conv1.out_channels - 1, **setting("t03_filter"))
     kernel3d, bias = cv.layer_kernel(model, "conv1", filter_index)
     kernel = kernel3d[0]
     kernel_title = f"conv1 filter {filter_index} (bias {bias:+.3f})"
@@ -141,11 +145,11 @@ if model is not None:
 # -- output size ---------------------------------------------------------------------------------
 st.header("Output size calculator")
 o = st.columns(5)
-h_in = int(o[0].number_input("Input size H", 1, 256, 28, key="t03_h"))
-ksz = int(o[1].number_input("Kernel k", 1, 15, 5, key="t03_k"))
-pad = int(o[2].number_input("Padding p", 0, 10, 0, key="t03_p"))
-stride = int(o[3].number_input("Stride s", 1, 10, 1, key="t03_s"))
-dil = int(o[4].number_input("Dilation d", 1, 5, 1, key="t03_d"))
+h_in = int(o[0].number_input("Input size H", 1, 256, **setting("t03_h")))
+ksz = int(o[1].number_input("Kernel k", 1, 15, **setting("t03_k")))
+pad = int(o[2].number_input("Padding p", 0, 10, **setting("t03_p")))
+stride = int(o[3].number_input("Stride s", 1, 10, **setting("t03_s")))
+dil = int(o[4].number_input("Dilation d", 1, 5, **setting("t03_d")))
 formula = cv.output_size(h_in, ksz, pad, stride, dil)
 measured, error = cv.torch_output_size(h_in, ksz, pad, stride, dil)
 st.latex(rf"H_{{out}} = \left\lfloor \frac{{{h_in} + 2\cdot{pad} - {dil}\cdot({ksz} - 1) - 1}}{{{stride}}}"

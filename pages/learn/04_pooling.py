@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.data import DataError
 from simplecnn.lessons import convolution as cv
 from simplecnn.lessons import figures_a as fig
@@ -19,6 +20,7 @@ from simplecnn.model import SimpleCNN
 FALLBACK_KERNEL = "Edge (horizontal)"
 
 st.title("4 · Pooling")
+lesson_link("04")
 st.markdown(
     "After a convolution, neighbouring pixels of a feature map usually say much the same thing. A "
     "**pooling** layer exploits that: it cuts the map into small windows and keeps a single number per "
@@ -41,12 +43,13 @@ model, model_label = state.active_model()
 # -- a real feature map -------------------------------------------------------------------------------
 st.header("Pool a real feature map")
 c1, c2 = st.columns(2)
-index = int(c1.number_input(f"Test image (0–{len(ds.test_labels) - 1})", 0, len(ds.test_labels) - 1, 0,
-                            key="t04_index"))
+index = int(c1.number_input(f"Test image (0–{len(ds.test_labels) - 1})", 0, len(ds.test_labels) - 1,
+                            **setting("t04_index")))
 image_u8, label = tf.digit(ds, index)
 if model is not None:
     maps = cv.live_feature_maps(model, image_u8)
-    channel = c2.slider("Channel of conv1 → BatchNorm → ReLU", 0, maps["relu1"].shape[0] - 1, 0, key="t04_channel")
+    channel = c2.slider("Channel of conv1 → BatchNorm → ReLU", 0, maps["relu1"].shape[0] - 1,
+                        **setting("t04_channel"))
     fmap = maps["relu1"][channel].astype(np.float64)  # (24, 24): exactly what SimpleCNN's max1 receives
     source = f"{model_label}: channel {channel} after conv1, BatchNorm and ReLU"
 else:
@@ -56,8 +59,8 @@ else:
     source = f"'{FALLBACK_KERNEL}' kernel + ReLU on test image {index}"
 
 k1, k2 = st.columns(2)
-kernel = k1.slider("Window size k", 1, 6, 2, key="t04_k")
-stride = k2.slider("Stride s", 1, 6, 2, key="t04_s")
+kernel = k1.slider("Window size k", 1, 6, **setting("t04_k"))
+stride = k2.slider("Stride s", 1, 6, **setting("t04_s"))
 max_map = cv.pool2d(fmap, kernel, stride, "max")
 avg_map = cv.pool2d(fmap, kernel, stride, "avg")
 w1, w2 = st.columns(2)
@@ -97,7 +100,7 @@ st.markdown("Pooling is said to make a network less sensitive to small shifts. T
             "the map changes, $\\sum |x_{shifted} - x| / \\sum |x|$, before and after pooling.")
 digit = tf.model_view(image_u8)[0, 0].double().numpy()  # (28, 28) in [0, 1]
 d1, d2 = st.columns([1, 2])
-direction = d1.radio("Shift the digit", list(ps.SHIFTS), horizontal=True, key="t04_shift")
+direction = d1.radio("Shift the digit", list(ps.SHIFTS), horizontal=True, **setting("t04_shift"))
 shift_guess = d2.radio(f"Test image {index} moved one pixel {direction}: which changes more?", list(ps.SHIFT_ANSWERS),
                        index=None, key="t04_shift_guess")
 comparison = ps.shift_comparison(digit, direction)

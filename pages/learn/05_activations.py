@@ -9,6 +9,7 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.data import DataError
 from simplecnn.inspection import activations
 from simplecnn.lessons import activations_losses as al
@@ -16,6 +17,7 @@ from simplecnn.lessons import figures_a as fig
 from simplecnn.lessons import tensors_fc as tf
 
 st.title("5 · Activation functions and softmax")
+lesson_link("05")
 st.markdown(
     "Convolutions and fully-connected layers only multiply and add, and a stack of such steps is still "
     "one big multiply-and-add: it could only draw straight boundaries. An **activation function**, applied "
@@ -35,8 +37,8 @@ st.latex(r"\sigma(x) = \frac{1}{1 + e^{-x}} \quad \tanh(x) = \frac{e^x - e^{-x}}
 st.header("Curves and their derivatives")
 c1, c2, c3 = st.columns(3)
 chosen = c1.multiselect("Activations", al.ACTIVATIONS, default=list(al.ACTIVATIONS), key="t05_chosen")
-slope = c2.slider("Leaky ReLU slope a", 0.0, 0.5, 0.1, 0.01, key="t05_slope")
-span = c3.slider("x range ±", 1.0, 10.0, 5.0, 0.5, key="t05_span")
+slope = c2.slider("Leaky ReLU slope a", 0.0, 0.5, step=0.01, **setting("t05_slope"))
+span = c3.slider("x range ±", 1.0, 10.0, step=0.5, **setting("t05_span"))
 xs = np.linspace(-span, span, 401)
 values, slopes = {}, {}
 for name in chosen:
@@ -44,7 +46,7 @@ for name in chosen:
 p1, p2 = st.columns(2)
 show_chart(fig.curves(xs, values, "h(x)", y_title="h(x)"), key="t05_values", where=p1)
 show_chart(fig.curves(xs, slopes, "h′(x) by autograd", y_title="h′(x)"), key="t05_slopes", where=p2)
-probe = st.slider("Look at one point x", -10.0, 10.0, 0.5, 0.1, key="t05_probe")
+probe = st.slider("Look at one point x", -10.0, 10.0, step=0.1, **setting("t05_probe"))
 probe_rows = []
 for name in chosen:
     y, dy = al.activation_and_derivative(name, [probe], slope)
@@ -60,8 +62,8 @@ st.markdown(
     "score take almost everything.")
 st.latex(r"\mathrm{softmax}(z)_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
 n1, n2 = st.columns(2)
-n_classes = n1.slider("Number of classes", 2, 6, 4, key="t05_nclasses")
-temperature = n2.slider("Temperature T", 0.1, 5.0, 1.0, 0.1, key="t05_T")
+n_classes = n1.slider("Number of classes", 2, 6, **setting("t05_nclasses"))
+temperature = n2.slider("Temperature T", 0.1, 5.0, step=0.1, **setting("t05_T"))
 default_logits = np.linspace(2.0, -1.0, n_classes)
 cols = st.columns(n_classes)
 logits = np.array([cols[i].number_input(f"z{i}", -20.0, 20.0, float(round(default_logits[i], 2)), 0.5,

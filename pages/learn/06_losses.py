@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from simplecnn.data import DataError
 from simplecnn.evaluation import predict_logits
 from simplecnn.lessons import activations_losses as al
@@ -21,6 +22,7 @@ def vector(values: np.ndarray) -> str:
 
 
 st.title("6 · Loss functions")
+lesson_link("06")
 st.markdown(
     "A **loss** compares what the model predicted with what it should have predicted and condenses the "
     "difference into a single number: 0 for perfect, larger for worse. Training never looks at accuracy "
@@ -60,8 +62,8 @@ start_scores = np.linspace(1.5, -1.0, classes)
 cols = st.columns(classes + 1)
 scores = np.array([cols[i].slider(f"score s{i}", -5.0, 5.0, float(start_scores[i]), 0.1, key=f"t06_s{i}")
                    for i in range(classes)])
-true_class = cols[-1].selectbox("True class y", range(classes), index=1, format_func=lambda k: f"class {k}",
-                                key="t06_true")
+true_class = cols[-1].selectbox("True class y", range(classes), format_func=lambda k: f"class {k}",
+                                **setting("t06_true"))
 probs = al.softmax_with_temperature(scores)
 c1, c2 = st.columns([3, 2])
 with c1:
@@ -141,7 +143,7 @@ else:
     except DataError as exc:
         st.error(str(exc))
         st.stop()
-    count = st.slider("Test images to score", 100, 2000, 500, 100, key="t06_count")
+    count = st.slider("Test images to score", 100, 2000, step=100, **setting("t06_count"))
     logits = predict_logits(model, ds.test_images[:count])  # (count, 10)
     labels = ds.test_labels[:count]
     worst = al.largest_losses(logits, labels, 8)

@@ -7,7 +7,10 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.adam_real_run import real_run_section
+from dashboard.widgets import predict_then_check
 from simplecnn.data import to_float
 from simplecnn.lessons.adam_table import (AdamSettings, Bowl, adam_by_hand, bias_correction_options,
                                           check_against_torch, closest_option, compare_bias_correction,
@@ -19,6 +22,7 @@ from simplecnn.training import TrainConfig
 
 
 st.title("8 · Adam step by step")
+lesson_link("08")
 st.markdown(
     "Plain gradient descent moves every parameter by *learning rate × gradient*, so a steep "
     "direction gets huge steps and a flat one barely moves. Adam fixes this by keeping two running "
@@ -40,16 +44,16 @@ v_t &= \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2 \\
 
 st.header("Try it")
 c1, c2, c3, c4 = st.columns(4)
-lr = c1.number_input("α (learning rate)", min_value=0.0001, max_value=10.0, value=0.1, step=0.05,
-                     format="%.4g", key="adam_lr")
-beta1 = c2.slider("β₁ (momentum)", 0.0, 0.99, 0.9, 0.01, key="adam_beta1")
-beta2 = c3.select_slider("β₂", options=[0.5, 0.9, 0.99, 0.999, 0.9999], value=0.999, key="adam_beta2")
-eps = c4.select_slider("ε", options=[1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0], value=1e-8,
-                       format_func=lambda e: f"{e:.0e}", key="adam_eps")
+lr = c1.number_input("α (learning rate)", min_value=0.0001, max_value=10.0, step=0.05,
+                     format="%.4g", **setting("adam_lr"))
+beta1 = c2.slider("β₁ (momentum)", 0.0, 0.99, step=0.01, **setting("adam_beta1"))
+beta2 = c3.select_slider("β₂", options=[0.5, 0.9, 0.99, 0.999, 0.9999], **setting("adam_beta2"))
+eps = c4.select_slider("ε", options=[1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0],
+                       format_func=lambda e: f"{e:.0e}", **setting("adam_eps"))
 c5, c6, c7 = st.columns(3)
-k = c5.select_slider("bowl steepness k", options=[0.01, 0.1, 1.0, 10.0, 100.0], value=1.0, key="adam_k")
-theta0 = c6.number_input("start θ₀", min_value=-20.0, max_value=20.0, value=0.0, step=0.5, key="adam_theta0")
-steps = c7.slider("steps", 3, 40, 10, key="adam_steps")
+k = c5.select_slider("bowl steepness k", options=[0.01, 0.1, 1.0, 10.0, 100.0], **setting("adam_k"))
+theta0 = c6.number_input("start θ₀", min_value=-20.0, max_value=20.0, step=0.5, **setting("adam_theta0"))
+steps = c7.slider("steps", 3, 40, **setting("adam_steps"))
 
 settings = AdamSettings(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
 bowl = Bowl(k=k, c=3.0)
@@ -77,32 +81,40 @@ st.header("Why the bias correction? Predict, then check")
 st.markdown("m and v start at 0, so after one step they are only (1 − β₁)·g and (1 − β₂)·g². The table above "
             "divides them by 1 − βᵗ. Predict what happens if you leave that out.")
 bc_options = bias_correction_options(settings)
-bc_guess = st.radio(f"Turn the bias correction off, keep β₁ = {beta1:g}, β₂ = {beta2:g} and the bowl above. "
-                    "How long is Adam's **first** step?", [t for t, _ in bc_options], index=None, key="adam_bc_guess")
-if st.button("Check by running it", key="adam_bc_check"):
-    st.session_state["adam_bc_checked"] = True
-bc_revealed = bool(st.session_state.get("adam_bc_checked")) and bc_guess is not None
-if st.session_state.get("adam_bc_checked"):
-    if bc_guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        bc_steps = min(steps, 10)
-        comparison = compare_bias_correction(bowl, theta0, settings, bc_steps)
-        ratio = comparison.without_correction[0] / lr
-        bc_truth = closest_option(bc_options, ratio)
-        (st.success if bc_guess == bc_truth else st.error)(
-            f"{'Right' if bc_guess == bc_truth else 'Not quite'}: without the correction step 1 moved θ by "
-            f"{comparison.without_correction[0]:.4g} = {ratio:.4g}·α, so the answer is **{bc_truth}**. "
-            f"m/√v = (1 − β₁)g/(√(1 − β₂)·|g|) = {uncorrected_first_step_ratio(settings):.4g}·sign(g): the "
-            "too-small v shrinks the denominator more than the too-small m shrinks the numerator.")
-        st.dataframe(pd.DataFrame({"t": list(range(1, bc_steps + 1)),
-                                   "|step| with correction": comparison.with_correction,
-                                   "|step| without correction": comparison.without_correction})
-                     .style.format({"|step| with correction": "{:.4g}", "|step| without correction": "{:.4g}"}),
-                     hide_index=True, width="stretch")
-        st.caption(f"The same bowl and settings, by hand, both ways. After {bc_steps} steps θ is "
-                   f"{comparison.final_with:.4g} with the correction and {comparison.final_without:.4g} without "
-                   f"(minimum at {bowl.c:g}). As t grows, 1 − βᵗ tends to 1 and the two rules agree.")
+bc_steps = min(steps, 10)
+bc_runs: dict = {}  # the hand runs both ways, made only once the question is checked
+
+
+def _bc_answer() -> tuple[str, str]:
+    comparison = bc_runs["bowl"] = compare_bias_correction(bowl, theta0, settings, bc_steps)
+    ratio = comparison.without_correction[0] / lr
+    truth = closest_option(bc_options, ratio)
+    return truth, (f"without the correction step 1 moved θ by {comparison.without_correction[0]:.4g} = "
+                   f"{ratio:.4g}·α, so the answer is **{truth}**. m/√v = (1 − β₁)g/(√(1 − β₂)·|g|) = "
+                   f"{uncorrected_first_step_ratio(settings):.4g}·sign(g): the too-small v shrinks the denominator "
+                   "more than the too-small m shrinks the numerator.")
+
+
+bc_revealed = predict_then_check(f"Turn the bias correction off, keep β₁ = {beta1:g}, β₂ = {beta2:g} and the bowl "
+                                 "above. How long is Adam's **first** step?", [t for t, _ in bc_options], "adam_bc",
+                                 _bc_answer) is not None
+if bc_revealed:
+    comparison = bc_runs["bowl"]
+    st.dataframe(pd.DataFrame({"t": list(range(1, bc_steps + 1)),
+                               "|step| with correction": comparison.with_correction,
+                               "|step| without correction": comparison.without_correction})
+                 .style.format({"|step| with correction": "{:.4g}", "|step| without correction": "{:.4g}"}),
+                 hide_index=True, width="stretch")
+    st.caption(f"The same bowl and settings, by hand, both ways. After {bc_steps} steps θ is "
+               f"{comparison.final_with:.4g} with the correction and {comparison.final_without:.4g} without "
+               f"(minimum at {bowl.c:g}). As t grows, 1 − βᵗ tends to 1 and the two rules agree.")
+
+st.subheader("The same switch on a real run")
+st.markdown("`torch.optim.Adam` always corrects, so here Adam is written out by hand with the correction as a switch "
+            "(with it on, the hand version moves SimpleCNN's weights exactly as torch's does). A fresh SimpleCNN "
+            "trains twice on the same MNIST batches from the same start: once with the correction, once without, "
+            "with torch's β₁ = 0.9 and β₂ = 0.999. The chart shows the loss and how far the weights move each step.")
+real_run_section(bc_revealed)
 
 st.header("Where Adam acts in SimpleCNN")
 model, label = lesson_model()
@@ -136,18 +148,16 @@ nav.link(nav.TRAIN, "Train a model with Adam (or compare it with SGD) on the Tra
 
 st.header("Predict, then check")
 options = ["about 100 times larger", "about the same size", "about 100 times smaller"]
-guess = st.radio(f"Make the bowl 100 times steeper (k = 100 instead of k = 1), with your α = {lr:g}. "
-                 "How long is Adam's first step now?", options, index=None, key="adam_guess")
-if st.button("Check by running it", key="adam_check"):
-    st.session_state["adam_checked"] = True
-if st.session_state.get("adam_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        sizes = first_step_sizes((1.0, 100.0), theta0 if theta0 != 3.0 else 0.0, settings)
-        ratio = sizes[100.0] / sizes[1.0]
-        truth = options[0] if ratio > 3 else options[2] if ratio < 1 / 3 else options[1]
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: torch.optim.Adam moved θ by {sizes[1.0]:.6g} "
-            f"for k = 1 and by {sizes[100.0]:.6g} for k = 100 (ratio {ratio:.4g}), so the answer is "
-            f"**{truth}**. The gradient is 100× larger, but so is √v̂, and the two cancel.")
+
+
+def _scale_answer() -> tuple[str, str]:
+    sizes = first_step_sizes((1.0, 100.0), theta0 if theta0 != 3.0 else 0.0, settings)
+    ratio = sizes[100.0] / sizes[1.0]
+    truth = options[0] if ratio > 3 else options[2] if ratio < 1 / 3 else options[1]
+    return truth, (f"torch.optim.Adam moved θ by {sizes[1.0]:.6g} for k = 1 and by {sizes[100.0]:.6g} for k = 100 "
+                   f"(ratio {ratio:.4g}), so the answer is **{truth}**. The gradient is 100× larger, but so is √v̂, "
+                   "and the two cancel.")
+
+
+predict_then_check(f"Make the bowl 100 times steeper (k = 100 instead of k = 1), with your α = {lr:g}. "
+                   "How long is Adam's first step now?", options, "adam", _scale_answer)

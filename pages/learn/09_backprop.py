@@ -4,7 +4,9 @@ import streamlit as st
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.widgets import predict_then_check
 from simplecnn.data import to_float
 from simplecnn.lessons.backprop import GRAD_NAMES, gradient_step, model_gradients, trace
 from simplecnn.lessons.backprop_layers import block1_gradients
@@ -14,6 +16,7 @@ from simplecnn.plots import DIVERGING
 
 
 st.title("9 · Backpropagation")
+lesson_link("09")
 st.markdown(
     "A network is a chain of small functions. To learn, we need to know how the loss changes when "
     "we nudge each weight: the gradient. Backpropagation gets every gradient in one backward sweep. "
@@ -27,10 +30,10 @@ st.latex(r"\frac{\partial L}{\partial w} = \underbrace{2(a-t)}_{\partial L/\part
          r"\underbrace{x}_{\partial z/\partial w}")
 
 c1, c2, c3, c4 = st.columns(4)
-x = c1.number_input("input x", -5.0, 5.0, 1.5, 0.1, key="bp_x")
-w = c2.number_input("weight w", -5.0, 5.0, 0.8, 0.1, key="bp_w")
-b = c3.number_input("bias b", -5.0, 5.0, -0.2, 0.1, key="bp_b")
-t = c4.number_input("target t", 0.0, 1.0, 1.0, 0.05, key="bp_t")
+x = c1.number_input("input x", -5.0, 5.0, step=0.1, **setting("bp_x"))
+w = c2.number_input("weight w", -5.0, 5.0, step=0.1, **setting("bp_w"))
+b = c3.number_input("bias b", -5.0, 5.0, step=0.1, **setting("bp_b"))
+t = c4.number_input("target t", 0.0, 1.0, step=0.05, **setting("bp_t"))
 tr = trace(x, w, b, t)
 show_chart(backprop_graph_figure(tr), width="stretch", config={"displayModeBar": False}, key="t09_backprop_graph")
 st.caption("Grey arrows: the forward pass. Orange-red arrows, labelled with ∂: the backward pass, each multiplying by "
@@ -55,7 +58,7 @@ ok = tr.max_difference() < 1e-12
 (st.success if ok else st.error)(f"Every hand-computed gradient equals `torch.autograd`: **{'yes' if ok else 'no'}** "
                                  f"(largest difference {tr.max_difference():.1e}).")
 
-lr = st.slider("learning rate for one gradient-descent step on w and b", 0.0, 5.0, 1.0, 0.1, key="bp_lr")
+lr = st.slider("learning rate for one gradient-descent step on w and b", 0.0, 5.0, step=0.1, **setting("bp_lr"))
 new_w, new_b, new_loss = gradient_step(tr, lr)
 st.markdown(f"w ← {w:g} − {lr:g}·({tr.grads['w']:.4g}) = **{new_w:.4g}**, "
             f"b ← {b:g} − {lr:g}·({tr.grads['b']:.4g}) = **{new_b:.4g}**; "
@@ -91,12 +94,12 @@ st.markdown(
 st.latex(r"\frac{\partial L}{\partial W_{c,i,j}} = \sum_{y=0}^{23}\sum_{x=0}^{23} "
          r"\frac{\partial L}{\partial \text{conv}_{c,y,x}}\; \text{image}_{y+i,\,x+j}")
 r1, r2, r3 = st.columns(3)
-digit = r1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="bp_digit")
+digit = r1.number_input("test digit #", 0, len(ds.test_labels) - 1, **setting("bp_digit"))
 true_class = int(ds.test_labels[int(digit)])
 target = r2.selectbox("loss against class", list(range(len(ds.classes))), index=true_class,
                       format_func=lambda c: f"{ds.classes[c]}{' (the true label)' if c == true_class else ''}",
                       key="bp_target", help="A wrong class gives a large loss and large gradients.")
-channel = r3.slider("channel of conv1", 0, model.conv1.out_channels - 1, 0, key="bp_channel")
+channel = r3.slider("channel of conv1", 0, model.conv1.out_channels - 1, **setting("bp_channel"))
 lg = block1_gradients(model, ds.test_images[int(digit)], int(target))
 c = int(channel)
 show_chart(image_row_figure(
@@ -121,19 +124,17 @@ nav.link(nav.INSIDE, "See the gradients of a digit on the Inside page", icon=":m
 st.header("Predict, then check")
 options = ["positive", "negative", "zero"]
 other_t = 0.0 if t >= 0.5 else 1.0
-guess = st.radio(f"Keep x = {x:g}, w = {w:g} and b = {b:g}, but change the target to t = {other_t:g}. "
-                 "What sign will ∂L/∂w have then?", options, index=None, horizontal=True, key="bp_guess")
-st.caption("Hint: follow the signs of the three factors in the formula above.")
-if st.button("Check by running it", key="bp_check"):
-    st.session_state["bp_checked"] = True
-if st.session_state.get("bp_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        other = trace(x, w, b, other_t)
-        grad_w = other.autograd["w"]
-        truth = options[2] if grad_w == 0 else options[0] if grad_w > 0 else options[1]
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: with t = {other_t:g}, autograd says ∂L/∂w = "
-            f"{grad_w:.6g}, so it is **{truth}**. The factors were 2(a − t) = {other.local['dL/da']:.4g}, "
-            f"σ'(z) = {other.local['da/dz']:.4g} (always positive) and x = {x:g}.")
+
+
+def _sign_answer() -> tuple[str, str]:
+    other = trace(x, w, b, other_t)
+    grad_w = other.autograd["w"]
+    truth = options[2] if grad_w == 0 else options[0] if grad_w > 0 else options[1]
+    return truth, (f"with t = {other_t:g}, autograd says ∂L/∂w = {grad_w:.6g}, so it is **{truth}**. The factors "
+                   f"were 2(a − t) = {other.local['dL/da']:.4g}, σ'(z) = {other.local['da/dz']:.4g} (always "
+                   f"positive) and x = {x:g}.")
+
+
+predict_then_check(f"Keep x = {x:g}, w = {w:g} and b = {b:g}, but change the target to t = {other_t:g}. "
+                   "What sign will ∂L/∂w have then?", options, "bp", _sign_answer, horizontal=True,
+                   hint="Hint: follow the signs of the three factors in the formula above.")

@@ -7,7 +7,9 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.widgets import predict_then_check
 from simplecnn.inspection import activations
 from simplecnn.lessons.figures_b import dropout_maps_figure, monte_carlo_figure
 from simplecnn.lessons.regularization import (dropout_conventions, dropout_view, dropout_wobble,
@@ -16,6 +18,7 @@ from simplecnn.lessons.regularization import (dropout_conventions, dropout_view,
 
 
 st.title("10 · Dropout")
+lesson_link("10")
 st.markdown(
     "A big network can memorise its training images by letting a few units team up on details "
     "that only exist in those images. Dropout breaks up such teams: during training, every unit is "
@@ -33,10 +36,10 @@ work = copy.deepcopy(model).cpu().float().eval()
 ds = dataset()
 
 c1, c2, c3, c4 = st.columns(4)
-index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="do_index")
-p = c2.slider("dropout rate p", 0.0, 0.9, float(work.dropout1.p), 0.05, key="do_p")
-seed = c3.number_input("mask seed", 0, 10_000, 0, key="do_seed")
-channel = c4.slider("channel", 0, work.conv1.out_channels - 1, 0, key="do_channel")
+index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, **setting("do_index"))
+p = c2.slider("dropout rate p", 0.0, 0.9, step=0.05, **setting("do_p", float(work.dropout1.p)))
+seed = c3.number_input("mask seed", 0, 10_000, **setting("do_seed"))
+channel = c4.slider("channel", 0, work.conv1.out_channels - 1, **setting("do_channel"))
 
 acts = activations(work, ds.test_images[int(index)], mode="eval")
 h = acts["max1"]  # (1, 32, 12, 12): exactly what enters dropout1
@@ -117,18 +120,15 @@ st.header("Predict, then check")
 p_real = float(work.dropout1.p)
 kept = 1.0 / (1.0 - p_real)
 options = list(dict.fromkeys(["always 1", "0 or 1", f"0 or {kept:.4g}", f"always {1 - p_real:.4g}"]))
-guess = st.radio(f"`dropout1` has p = {p_real:g}. In training mode, feed it a tensor in which every value is 1. "
-                 "Which values come out?", options, index=None, key="do_guess")
-if st.button("Check by running it", key="do_check"):
-    st.session_state["do_checked"] = True
-if st.session_state.get("do_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        seen = values_seen_in_training(work.dropout1, 1.0, p_real, seed=int(seed))
-        seen_text = " or ".join(f"{v:.4g}" for v in seen)
-        truth = next((o for o in options if o == ("always " if len(seen) == 1 else "") + seen_text),
-                     seen_text)
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: over 10,000 units the module produced "
-            f"**{seen_text}**. Dropped units give 0; kept ones are scaled by 1/(1 − {p_real:g}) = {kept:.4g}.")
+
+
+def _values_answer() -> tuple[str, str]:
+    seen = values_seen_in_training(work.dropout1, 1.0, p_real, seed=int(seed))
+    seen_text = " or ".join(f"{v:.4g}" for v in seen)
+    truth = next((o for o in options if o == ("always " if len(seen) == 1 else "") + seen_text), seen_text)
+    return truth, (f"over 10,000 units the module produced **{seen_text}**. Dropped units give 0; kept ones are "
+                   f"scaled by 1/(1 − {p_real:g}) = {kept:.4g}.")
+
+
+predict_then_check(f"`dropout1` has p = {p_real:g}. In training mode, feed it a tensor in which every value is 1. "
+                   "Which values come out?", options, "do", _values_answer)

@@ -8,7 +8,9 @@ from torch import nn
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.widgets import predict_then_check
 from simplecnn.data import to_float
 from simplecnn.lessons.figures_b import batch_norm_histograms
 from simplecnn.lessons.regularization import alone_vs_in_batch, batch_norm_view, with_channel
@@ -16,6 +18,7 @@ from simplecnn.lessons.regularization import alone_vs_in_batch, batch_norm_view,
 
 
 st.title("11 · Batch normalization")
+lesson_link("11")
 st.markdown(
     "Each channel of a convolution can come out on its own scale: one centred at 0.1, another at "
     "−3 with a wide spread. The next layer then has to cope with inputs whose range keeps shifting "
@@ -39,9 +42,9 @@ if not isinstance(bn, nn.BatchNorm2d):
 ds = dataset()
 
 c1, c2, c3 = st.columns(3)
-batch_size = c1.select_slider("batch size", options=[2, 4, 8, 16, 32, 64, 128, 256], value=64, key="bn_batch")
-start = c2.number_input("first test image of the batch", 0, len(ds.test_labels) - 256, 0, step=64, key="bn_start")
-channel = c3.slider("channel of conv1", 0, bn.num_features - 1, 0, key="bn_channel")
+batch_size = c1.select_slider("batch size", options=[2, 4, 8, 16, 32, 64, 128, 256], **setting("bn_batch"))
+start = c2.number_input("first test image of the batch", 0, len(ds.test_labels) - 256, step=64, **setting("bn_start"))
+channel = c3.slider("channel of conv1", 0, bn.num_features - 1, **setting("bn_channel"))
 with torch.no_grad():
     conv_out = work.conv1(to_float(ds.test_images[int(start):int(start) + batch_size]))  # (N, 32, 24, 24)
 
@@ -100,19 +103,16 @@ nav.link(nav.TRAIN, "Train with and without batch norm on the Train page", icon=
 st.header("Predict, then check")
 options = ["It changes in both modes", "It changes only in train mode", "It changes only in eval mode",
            "It never changes"]
-guess = st.radio("Put the first digit through `batch1` on its own, then again inside the whole batch. "
-                 "Does its output change?", options, index=None, key="bn_guess")
-if st.button("Check by running it", key="bn_check"):
-    st.session_state["bn_checked"] = True
-if st.session_state.get("bn_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        dep = alone_vs_in_batch(bn, conv_out, 0)
-        moved_train, moved_eval = dep.train_mode > 1e-5, dep.eval_mode > 1e-5
-        truth = options[{(True, True): 0, (True, False): 1, (False, True): 2, (False, False): 3}
-                        [(moved_train, moved_eval)]]
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: the largest change was {dep.train_mode:.4g} in train "
-            f"mode and {dep.eval_mode:.4g} in eval mode, so **{truth.lower()}**. Train mode normalises with "
-            "the statistics of whatever batch the image is in; eval mode uses fixed running statistics.")
+
+
+def _batch_answer() -> tuple[str, str]:
+    dep = alone_vs_in_batch(bn, conv_out, 0)
+    moved_train, moved_eval = dep.train_mode > 1e-5, dep.eval_mode > 1e-5
+    truth = options[{(True, True): 0, (True, False): 1, (False, True): 2, (False, False): 3}[(moved_train, moved_eval)]]
+    return truth, (f"the largest change was {dep.train_mode:.4g} in train mode and {dep.eval_mode:.4g} in eval mode, "
+                   f"so **{truth.lower()}**. Train mode normalises with the statistics of whatever batch the image "
+                   "is in; eval mode uses fixed running statistics.")
+
+
+predict_then_check("Put the first digit through `batch1` on its own, then again inside the whole batch. "
+                   "Does its output change?", options, "bn", _batch_answer)

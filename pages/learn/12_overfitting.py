@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.identity import learner
 from dashboard.state import active_model, shared_dataset
 from simplecnn.classroom import RunRefused
@@ -14,6 +15,7 @@ from simplecnn.data import split_indices
 from simplecnn.training import TrainConfig
 
 st.title("12 · Overfitting")
+lesson_link("12")
 st.markdown(
     "A network with half a million parameters can simply memorise a few hundred images: the loss on "
     "those images drops towards zero, while the loss on images it has never seen stops improving or "
@@ -30,9 +32,9 @@ RESULT_NAME = "lesson-12-overfitting"  # the learner's last comparison, kept on 
 variants = overfitting_variants()
 c1, c2, c3 = st.columns(3)
 subset = c1.select_slider("images used (train + validation)", options=[50, 100, 200, 300, 500, 1000, 2000],
-                          value=300, key="of_subset")
-val_split = c2.slider("share held out for validation", 0.2, 0.6, 0.4, 0.05, key="of_val")
-epochs = c3.slider("epochs", 1, 30, 6, key="of_epochs")
+                          **setting("of_subset"))
+val_split = c2.slider("share held out for validation", 0.2, 0.6, step=0.05, **setting("of_val"))
+epochs = c3.slider("epochs", 1, 30, **setting("of_epochs"))
 chosen = st.multiselect("runs to compare", list(variants),
                         default=["no dropout, no batch norm", "dropout + batch norm (SimpleCNN)"], key="of_variants")
 settings = dict(subset=subset, validation_split=val_split, epochs=epochs, variants=list(chosen))

@@ -4,7 +4,9 @@ import torch
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import active_model, shared_dataset
+from dashboard.widgets import predict_then_check
 from simplecnn.data import split_indices
 from simplecnn.evaluation import evaluate
 from simplecnn.lessons.dataset_stats import (class_counts, mean_images, mistake_options, mosaic, pixel_stats,
@@ -31,6 +33,7 @@ n_train, n_test = len(ds.train_labels), len(ds.test_labels)
 height, width = ds.train_images.shape[1:]
 
 st.title("13 · The MNIST dataset")
+lesson_link("13")
 st.markdown(
     f"MNIST is a collection of **{n_train + n_test:,}** handwritten digits, split into **{n_train:,}** "
     f"training images and **{n_test:,}** test images. Each image is {height}×{width} grey pixels "
@@ -49,8 +52,8 @@ st.caption(f"μ and σ are computed here from all {n_train * height * width:,} t
 
 st.header("Samples of each class")
 c1, c2 = st.columns([1, 3])
-per_class = c1.slider("samples per class", 4, 16, 10, key="mn_per_class")
-seed = c1.number_input("random seed", 0, 10_000, 0, key="mn_seed")
+per_class = c1.slider("samples per class", 4, 16, **setting("mn_per_class"))
+seed = c1.number_input("random seed", 0, 10_000, **setting("mn_seed"))
 picked = sample_indices(ds.train_labels, per_class, int(seed), ds.num_classes)  # (10, per_class)
 c1.caption("One row per digit, 0 at the top. Pixels are shown as stored (white = 255).")
 c2.image(mosaic(ds.train_images, picked), width=min(760, 44 * per_class), clamp=True,
@@ -106,20 +109,13 @@ else:
     def _pair_text(pair: tuple[int, int, int]) -> str:
         return f"a {ds.classes[pair[0]]} read as {ds.classes[pair[1]]}"
 
-    guess = st.radio(f"On the {n_test:,} test images, which of these mistakes does *{label}* make most often?",
-                     choices,
-                     format_func=_pair_text, index=None, key="mn_guess")
-    if st.button("Check by running it", key="mn_check"):
-        st.session_state["mn_checked"] = True
-    if st.session_state.get("mn_checked"):
-        if guess is None:
-            st.warning("Pick an answer first, then check.")
-        else:
-            top = pairs[0]
-            right = guess == top
-            counts = ", ".join(f"{_pair_text(p)}: {p[2]}" for p in pairs)
-            (st.success if right else st.error)(
-                f"{'Right' if right else 'Not quite'}: counting the confusion matrix gives {counts}, so the most "
-                f"frequent of these is **{_pair_text(top)}** ({top[2]} of the {int(_test_confusion(model)[top[0]].sum()):,} "
-                f"test {ds.classes[top[0]]}s). Digits that share strokes get confused; the Results page shows "
-                "the whole matrix.")
+    def _mistake_answer() -> tuple[tuple[int, int, int], str]:
+        top = pairs[0]
+        counts = ", ".join(f"{_pair_text(p)}: {p[2]}" for p in pairs)
+        return top, (f"counting the confusion matrix gives {counts}, so the most frequent of these is "
+                     f"**{_pair_text(top)}** ({top[2]} of the {int(_test_confusion(model)[top[0]].sum()):,} test "
+                     f"{ds.classes[top[0]]}s). Digits that share strokes get confused; the Results page shows the "
+                     "whole matrix.")
+
+    predict_then_check(f"On the {n_test:,} test images, which of these mistakes does *{label}* make most often?",
+                       choices, "mn", _mistake_answer, format_func=_pair_text)

@@ -6,7 +6,9 @@ import streamlit as st
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.widgets import predict_then_check
 from simplecnn.lessons.figures_b import (image_row_figure, receptive_field_figure, softmax_bars_figure,
                                          vector_figure)
 from simplecnn.plots import BLUE, VERMILLION
@@ -17,6 +19,7 @@ from simplecnn.lessons.layer_walk import (MAP_STAGES, flatten_index, flatten_opt
 
 
 st.title("14 · SimpleCNN layer by layer")
+lesson_link("14")
 st.markdown(
     "SimpleCNN is two convolution blocks followed by two fully-connected layers. Each block filters "
     "the image with 5×5 kernels, normalises each channel, keeps only positive responses (ReLU), "
@@ -51,8 +54,8 @@ m3.metric("share held by fc1", f"{fc1_share:.1%}")
 
 st.header("One digit through the network")
 c1, c2 = st.columns([1, 3])
-index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, 0, key="lw_index")
-per_stage = c1.slider("feature maps per stage", 4, 12, 8, key="lw_per_stage")
+index = c1.number_input("test digit #", 0, len(ds.test_labels) - 1, **setting("lw_index"))
+per_stage = c1.slider("feature maps per stage", 4, 12, **setting("lw_per_stage"))
 walk = forward_walk(work, ds.test_images[int(index)])
 true_label = int(ds.test_labels[int(index)])
 c1.image(ds.test_images[int(index)].numpy(), width=140, caption=f"label {ds.classes[true_label]}",
@@ -79,7 +82,7 @@ st.markdown(
     "largest. Each unit only sees part of the digit, its *receptive field*: a conv1 unit sees a 5×5 patch, a "
     "max1 unit 6×6, a conv2 unit 14×14 and a max2 unit 16×16.")
 f1, f2 = st.columns([1, 3])
-follow = f1.slider("conv1 channel", 0, work.conv1.out_channels - 1, 0, key="lw_channel")
+follow = f1.slider("conv1 channel", 0, work.conv1.out_channels - 1, **setting("lw_channel"))
 listener = strongest_listener(work, int(follow))
 block1 = [walk.stages[s][0, int(follow)].numpy() for s in ("conv1", "batch1", "relu1", "max1")]
 block2 = [walk.stages[s][0, listener].numpy() for s in ("conv2", "batch2", "relu2", "max2")]
@@ -104,7 +107,7 @@ st.markdown(
     "and so on. fc1 then gives each of the 1,024 positions its own weight, so it learns *which channel at "
     "which place* it is looking at.")
 st.latex(r"\text{index} = c\cdot 16 + r\cdot 4 + s \qquad (c = \text{channel},\ r = \text{row},\ s = \text{column})")
-flat_index = st.number_input("fc1 input number", 0, work.fc1.in_features - 1, 0, key="lw_flat_index")
+flat_index = st.number_input("fc1 input number", 0, work.fc1.in_features - 1, **setting("lw_flat_index"))
 fc, fr, fs = flatten_position(int(flat_index), tuple(walk.stages["max2"].shape[1:]))
 flat_value = float(walk.stages["flatten"][0, int(flat_index)])
 grid_value = float(walk.stages["max2"][0, fc, fr, fs])
@@ -120,16 +123,14 @@ nav.link(nav.INSIDE, "Open the network for your own drawings on the Inside page"
 st.header("Predict, then check")
 q_channel, q_row, q_col = int(follow), 2, 3
 q_options = flatten_options(q_channel, q_row, q_col, tuple(walk.stages["max2"].shape[1:]))
-guess = st.radio(f"max2's value at channel {q_channel}, row {q_row}, column {q_col} (counting from 0): which of "
-                 "fc1's inputs receives it?", q_options, index=None, horizontal=True, key="lw_guess")
-if st.button("Check by running it", key="lw_check"):
-    st.session_state["lw_checked"] = True
-if st.session_state.get("lw_checked"):
-    if guess is None:
-        st.warning("Pick an answer first, then check.")
-    else:
-        truth = flatten_index(work, q_channel, q_row, q_col)
-        (st.success if guess == truth else st.error)(
-            f"{'Right' if guess == truth else 'Not quite'}: a tensor that is 1 only at ({q_channel}, {q_row}, "
-            f"{q_col}) comes out of `model.flatten` with its 1 at position **{truth}** = {q_channel}·16 + "
-            f"{q_row}·4 + {q_col}. Channels come first, then rows, then columns.")
+
+
+def _flatten_answer() -> tuple[int, str]:
+    truth = flatten_index(work, q_channel, q_row, q_col)
+    return truth, (f"a tensor that is 1 only at ({q_channel}, {q_row}, {q_col}) comes out of `model.flatten` with its "
+                   f"1 at position **{truth}** = {q_channel}·16 + {q_row}·4 + {q_col}. Channels come first, then "
+                   "rows, then columns.")
+
+
+predict_then_check(f"max2's value at channel {q_channel}, row {q_row}, column {q_col} (counting from 0): which of "
+                   "fc1's inputs receives it?", q_options, "lw", _flatten_answer, horizontal=True)

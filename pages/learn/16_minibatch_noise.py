@@ -5,10 +5,13 @@ import streamlit as st
 
 from dashboard.charts import show_chart
 from dashboard import nav
+from dashboard.lesson_settings import lesson_link, setting
 from dashboard.state import dataset, lesson_model
+from dashboard.widgets import predict_then_check
 from simplecnn.data import to_float
 from simplecnn.lessons.figures_b import minibatch_noise_figure
-from simplecnn.lessons.minibatch import gradient_noise, loss_concentration, noise_scaling
+from simplecnn.lessons.minibatch import (SHRINK_OPTIONS, closest_shrink_option, error_shrink, gradient_noise,
+                                         loss_concentration, noise_scaling)
 from simplecnn.lessons.training_step import fresh_model
 from simplecnn.training import TrainConfig
 
@@ -16,6 +19,7 @@ BATCH_SIZES = (4, 16, 64, 256)
 POOL = 4096  # training images the batches are drawn from
 
 st.title("16 · Mini-batches and gradient noise")
+lesson_link("16")
 st.markdown(
     "The loss we want to lower is the average over all 60,000 training images, and so is its gradient. "
     "Computing it exactly would cost a pass over the whole dataset for every single step. Mini-batch "
@@ -28,23 +32,37 @@ st.latex(r"g_B = \frac{1}{B}\sum_{n \in \text{batch}} \nabla_W L_n,\qquad "
 model, label = lesson_model()
 ds = dataset()
 c1, c2, c3 = st.columns(3)
-start = c1.radio("model", ["a fresh SimpleCNN", "this model"], key="mb_start",
+start = c1.radio("model", ["a fresh SimpleCNN", "this model"], **setting("mb_start"),
                  help=f"This model: {label}.")
-batches = c2.slider("batches per size", 4, 12, 6, key="mb_batches")
-seed = c3.number_input("random seed", 0, 10_000, 0, key="mb_seed")
+batches = c2.slider("batches per size", 4, 12, **setting("mb_batches"))
+seed = c3.number_input("random seed", 0, 10_000, **setting("mb_seed"))
 settings = (start, int(batches), int(seed), label)
 st.caption(f"Batches of {', '.join(map(str, BATCH_SIZES))} images are drawn from the first {POOL:,} training "
            "images; the reference gradient is the one over the first 1,024. The model is a copy in eval mode, so "
            "the only randomness is which images are in the batch.")
-if st.button("Measure", type="primary", key="mb_run"):
+
+
+def measure() -> None:
+    """Gradients only (no weight changes): about a second for a few dozen batches of at most 256 images."""
     net = fresh_model() if start == "a fresh SimpleCNN" else model
     with st.spinner("Computing gradients…"):
         results, ref_size = gradient_noise(net, to_float(ds.train_images[:POOL]), ds.train_labels[:POOL],
                                            BATCH_SIZES, batches=int(batches), reference_size=1024, seed=int(seed))
     st.session_state["mb_result"] = (settings, results)
+
+
+if st.button("Measure", type="primary", key="mb_run"):
+    measure()
 stored = st.session_state.get("mb_result")
+# The numbers answer the question at the bottom: shown once it is checked (or skipped).
+noise_answered = bool(st.session_state.get("mb_noise_checked")) and st.session_state.get("mb_noise_guess") is not None
 if stored is None:
     st.info("Press **Measure** to compute the gradients (about a second).")
+elif not (noise_answered or st.session_state.get("mb_revealed")):
+    st.info("Measured. First answer the question at the bottom of the page, then press **Check** to see the numbers.")
+    if st.button("Show the results without answering", key="mb_reveal"):
+        st.session_state["mb_revealed"] = True
+        st.rerun()
 else:
     ran_with, results = stored
     if ran_with != settings:
@@ -76,3 +94,32 @@ st.markdown(f"The Train page uses batches of {TrainConfig().batch_size} images: 
             f"{int(len(ds.train_labels) * (1 - TrainConfig().validation_split)) // TrainConfig().batch_size:,} "
             "such noisy steps.")
 nav.link(nav.TRAIN, "Try other batch sizes on the Train page", icon=":material/model_training:")
+
+st.header("Predict, then check")
+
+
+def _measured_now(guess) -> None:
+    """On Check: measure for the current settings if needed, then draw the page again with the numbers."""
+    if guess is None:
+        return
+    current = st.session_state.get("mb_result")
+    if current is None or current[0] != settings:
+        measure()
+    st.rerun()
+
+
+def _shrink_answer() -> tuple[str, str] | None:
+    current = st.session_state.get("mb_result")
+    if current is None:
+        return None
+    ratio = error_shrink(current[1], 16, 256)
+    truth = closest_shrink_option(ratio)
+    note = "" if current[0] == settings else " (measured with earlier settings: press Check again to remeasure)"
+    return truth, (f"the mean relative error was {ratio:.2f} times smaller at B = 256 than at B = 16{note}, so the "
+                   f"answer is **{truth}**. Pure averaging of independent per-image gradients predicts √16 = 4; a "
+                   "trained model, whose gradient comes from a few hard images, can fall short of it.")
+
+
+predict_then_check("Go from batches of 16 images to batches of 256 (16 times more images per step), with the "
+                   "model and seed chosen above. How much smaller does the batch gradient's mean relative error get?",
+                   [t for t, _ in SHRINK_OPTIONS], "mb_noise", _shrink_answer, on_check=_measured_now)
