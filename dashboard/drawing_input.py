@@ -53,6 +53,18 @@ def chosen_source(name: str) -> str:
     return st.session_state.get(f"{name}_input_kind", DRAW)
 
 
+EMPTY_HINTS = {
+    PAINT: "Paint a digit on the grid: click or tap cells, or Tab into it and use the arrow keys and Space.",
+    SAMPLE: "Pick a class above to load one of its real MNIST test images.",
+    UPLOAD: "Upload a photo or scan of one handwritten digit.",
+}
+
+
+def empty_hint(name: str) -> str | None:
+    """What to do while the chosen source of input `name` holds no digit; None for Draw (the page says it)."""
+    return EMPTY_HINTS.get(chosen_source(name))
+
+
 def digit_input(name: str, sources: tuple[str, ...] = SOURCES) -> DigitInput | None:
     """The chooser and the chosen input's controls; the learner's picture, or None while there is none.
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from dashboard.charts import show_chart
 from dashboard import nav, state
-from dashboard.drawing_input import digit_input
+from dashboard.drawing_input import digit_input, empty_hint
 from dashboard.images import png_data_uri
 from dashboard.handwriting import label_control
 from simplecnn import plots
@@ -191,8 +191,8 @@ def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tupl
     """Beside the canvas: the answer, its probabilities, and, for a run in training, which weights gave it."""
     reading = current_reading(image, digest, ink)
     if reading is None:
-        st.info(f"Draw {THING.get(state.dataset_name(), 'something')} on the black canvas with your mouse, "
-                "finger or pen: one stroke is enough to start.", icon=":material/draw:")
+        st.info(empty_hint("draw") or f"Draw {THING.get(state.dataset_name(), 'something')} on the black canvas "
+                "with your mouse, finger or pen: one stroke is enough to start.", icon=":material/draw:")
         return
     show_prediction(reading, classes)
     label_control(reading.steps.tensor, reading.predicted, digest)  # keep it for Your handwriting

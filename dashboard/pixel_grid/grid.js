@@ -23,6 +23,7 @@ export default function (component) {
     table.className = "pg-grid";
     table.setAttribute("role", "grid");
     table.setAttribute("aria-label", data.label);
+    table.setAttribute("aria-multiselectable", "true"); // painted cells are the selected ones
     table.style.setProperty("--side", side);
     table.style.setProperty("--pg-ink", data.ink);
     table.style.setProperty("--pg-paper", data.paper);

@@ -111,6 +111,9 @@ def test_paint_a_seven_with_the_keyboard_only(draw_page):
     text = read(page, "7")
     shot = screenshot(page, "draw_grid_keyboard")
     assert text == "Prediction: 7", f"the page read {text!r}; see {shot}"
+    # The rerun that brought the answer kept the grid and its focus: the keys still paint.
+    page.keyboard.press("Shift+ArrowDown")
+    wait_until(lambda: painted(page) == 23, timeout=10, message="one more painted cell after the rerun")
     assert draw_page.problems() == [], draw_page.problems()
 
 
