@@ -131,7 +131,7 @@ def results_ui(view) -> None:
         "your label": [classes[int(y)] for y in result.labels],
         "before": [classes[int(p)] for p in d0.predictions],
         "after": [classes[int(p)] for p in d1.predictions],
-        "": [verdict(int(b), int(a), int(y)) for b, a, y in zip(d0.predictions, d1.predictions, result.labels)],
+        "change": [verdict(int(b), int(a), int(y)) for b, a, y in zip(d0.predictions, d1.predictions, result.labels)],
     })
     st.dataframe(rows, hide_index=True, key="hw_table", row_height=60,
                  column_config={"drawing": st.column_config.ImageColumn("drawing", width="small")})

@@ -1,0 +1,73 @@
+"""In a real browser: draw digits, tell the network what they are, fine-tune a copy of the bundled model on
+them through the training queue, and read the before/after.
+
+Uses the bundled model (skipped when models/simplecnn_mnist.pt is absent); the shared server, browser
+and helpers are in tests/e2e/conftest.py.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import (button, canvas, choose, goto, nav_link, prediction, screenshot, stroke, table_rows,
+                       wait_for_text, wait_until)
+
+LABEL = "Wrong? Tell it the right digit"
+DIGITS = {  # what we draw (canvas strokes, clear of the toolbar strip at the top right) and what it is
+    "1": [[(40, 120), (160, 50), (160, 240)]],  # a 1 with a long flag, as written in much of Europe
+    "7": [[(70, 60), (200, 60)], [(200, 60), (115, 250)]],
+}
+
+
+def draw_and_keep(page, strokes, label: str) -> str:
+    """Draw one digit on a fresh canvas, wait for the answer, label it and keep it; returns the answer."""
+    for points in strokes:
+        stroke(page, points)
+    said = wait_until(lambda: prediction(page), timeout=45, message="a prediction")
+    choose(page, LABEL, re.compile(rf"^{label}$"))
+    button(page, "Keep it").click()
+    wait_for_text(page, re.compile(rf"Kept as a {label} \((it was right|the model said \d)\)"), timeout=30)
+    return said.removeprefix("Prediction: ")
+
+
+def test_draw_label_fine_tune_and_compare(new_page, bundled_path):
+    tab = new_page(viewport={"width": 1400, "height": 1600})
+    page = tab.page
+    goto(page, "/")
+    nav_link(page, "Draw").click()
+    page.wait_for_url(re.compile(r"/draw(\?learner=[0-9a-f]{32})?$"), timeout=30_000)
+    said = {}
+    for i, (digit, strokes) in enumerate(DIGITS.items()):
+        if i:
+            button(page, "Clear").click()
+            wait_until(lambda: prediction(page) is None and canvas(page).count() == 1, timeout=60,
+                       message="a single, empty canvas")
+        said[digit] = draw_and_keep(page, strokes, digit)
+        if i == 0:
+            screenshot(page, "handwriting_label")
+    wait_for_text(page, "You have 2 labelled drawings")
+
+    nav_link(page, "Your handwriting").click()
+    wait_for_text(page, "Your labelled drawings (2 of at most 200)")
+    for digit, answer in said.items():
+        note = "read right" if answer == digit else f"model said {answer}"
+        wait_for_text(page, f"You: {digit} · {note}")
+    wait_for_text(page, "your 2 drawings, each repeated 20× (40 copies), mixed with 2,000 MNIST training images")
+    screenshot(page, "handwriting_gallery")
+
+    started = time.monotonic()
+    button(page, "Fine-tune").click()
+    wait_for_text(page, re.compile(r"Fine-tune run-\d+"), timeout=60)
+    wait_for_text(page, "Before and after", timeout=600)
+    seconds = time.monotonic() - started
+    text = wait_for_text(page, re.compile(r"Before: \*?\*?\d of 2\*?\*? of your drawings.*?After: .*?%"))
+    rows = wait_until(lambda: table_rows(page) if len(table_rows(page)) == 2 else None, timeout=30,
+                      message="the before/after table")
+    assert [r["your label"] for r in rows] == list(DIGITS)
+    assert [r["before"] for r in rows] == [said[d] for d in DIGITS]
+    shot = screenshot(page, "handwriting_before_after")
+    assert all(r["after"] == d for r, d in zip(rows, DIGITS)), f"after the fine-tune: {rows}; see {shot} ({text})"
+    assert tab.problems() == [], tab.problems()
+    print(f"fine-tune seen end to end in {seconds:.1f} s")
