@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import state
-from dashboard.canvas import clear_canvas, digit_canvas
+from dashboard.canvas import CANVAS_SIZE, clear_canvas, digit_canvas
 from dashboard.images import png_data_uri
 from dashboard.pixel_grid import clear_grid, pixel_grid
 from simplecnn.digit_sources import (MAX_UPLOAD_BYTES, UPLOAD_FORMATS, decode_upload, grid_to_image,
@@ -88,7 +88,12 @@ def digit_input(name: str, sources: tuple[str, ...] = SOURCES) -> DigitInput | N
 def _draw(name: str) -> DigitInput | None:
     stroke = st.slider("Stroke width", 6, 40, 20, key=f"{name}_stroke",
                        help="MNIST strokes are about 2-3 px wide in 28×28, i.e. 20-30 px on this canvas.")
-    image = digit_canvas(f"{name}_canvas", stroke_width=stroke)
+    with st.container(key=f"{name}_canvas_box"):
+        image = digit_canvas(f"{name}_canvas", stroke_width=stroke)
+    # A column narrower than the canvas (a tablet held upright, beside the sidebar) would cut its right
+    # part off, out of reach of a finger: the column keeps at least the canvas's width instead.
+    st.html(f"<style>[data-testid='stColumn']:has(.st-key-{name}_canvas_box) "
+            f"{{ min-width: {CANVAS_SIZE + 8}px; }}</style>")
     st.button("Clear", key=f"{name}_clear", icon=":material/delete:", on_click=_clear, args=(name,))
     return None if image is None else _make(image, "light", "your drawing")
 

@@ -177,13 +177,18 @@ def touch(cdp, kind: str, x: float, y: float) -> None:
 
 
 def test_touch_drawing_on_a_tablet(new_page, bundled_path):
-    """A finger draws a 1 on the canvas of a tablet-sized touch screen (no mouse at all)."""
+    """A finger draws a 1 on the canvas of a tablet held upright (a touch screen, no mouse at all):
+    the whole canvas is within reach, and the stroke draws instead of scrolling the page."""
     tab = open_draw(new_page, viewport={"width": 820, "height": 1180}, has_touch=True, is_mobile=True,
                     device_scale_factor=2)
     page = tab.page
     target = canvas(page).first
     target.scroll_into_view_if_needed()
     box = target.bounding_box()
+    column = target.evaluate("c => (c.getRootNode().host || c).closest('[data-testid=\"stColumn\"]')"
+                             ".getBoundingClientRect().width")
+    assert column >= box["width"], f"the canvas ({box['width']} px) is cut off by its {column} px column"
+    scrolled = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollTop")
     cdp = page.context.new_cdp_session(page)
     x = box["x"] + box["width"] / 2
     top, bottom = box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
@@ -192,6 +197,7 @@ def test_touch_drawing_on_a_tablet(new_page, bundled_path):
         touch(cdp, "touchMove", x, top + (bottom - top) * step / 30)
         time.sleep(0.01)
     touch(cdp, "touchEnd", x, bottom)
+    assert page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollTop") == scrolled
     text = read(page, "1")
     shot = screenshot(page, "draw_touch")
     assert text == "Prediction: 1", f"the page read {text!r}; see {shot}"
