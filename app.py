@@ -16,7 +16,12 @@ from simplecnn.data import DataError
 
 ROOT = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="SimpleCNN — learn CNNs by training one", page_icon="🧠", layout="wide")
+# The About entry also makes Streamlit show its main menu (top right, "⋮") under toolbarMode "minimal",
+# and that menu is where a learner picks the System, Light or Dark theme (.streamlit/config.toml).
+ABOUT = ("**SimpleCNN** teaches how a convolutional network works by training one on MNIST.  \n"
+         "Light or dark: pick *Light*, *Dark* or *System* (your device's setting) in this menu.")
+st.set_page_config(page_title="SimpleCNN — learn CNNs by training one", page_icon="🧠", layout="wide",
+                   menu_items={"About": ABOUT})
 
 # Found by tests/e2e/test_accessibility.py (axe-core); a <style>-only st.html takes no space.
 # - Contrast (WCAG AA, 4.5:1): Streamlit draws captions at 60% opacity and code comments in a pale
@@ -28,14 +33,16 @@ st.set_page_config(page_title="SimpleCNN — learn CNNs by training one", page_i
 #   keyboard can scroll it), a data grid's canvas and the drawing component's box showed no focus at
 #   all: a 2 px outline in the primary colour on links and on anything made focusable by tabindex
 #   (and around a component whose focus sits inside its shadow DOM, where page CSS cannot reach).
+# - Both themes (tests/e2e/test_themes.py): the focus ring is #2563eb, 5.2:1 on the light background
+#   and 3.5:1 on the dark one (WCAG 1.4.11 asks 3:1); the primary colour differs per theme.
 st.html("""<style>
 [data-testid="stCaptionContainer"] { opacity: 0.8 !important; }
 .token.comment { color: rgb(from currentColor r g b / 0.8) !important; }
 .katex-display { overflow-y: hidden !important; padding: 2px 4px; }
 a:focus-visible, [tabindex]:not([data-testid="stMain"]):focus-visible {
-  outline: 2px solid #1d4ed8 !important; outline-offset: 1px; }
-[data-testid="stMain"]:focus-visible { outline: 2px solid #1d4ed8 !important; outline-offset: -2px; }
-[data-testid="stBidiComponentIsolated"]:focus-within { outline: 2px solid #1d4ed8; outline-offset: 2px; }
+  outline: 2px solid #2563eb !important; outline-offset: 1px; }
+[data-testid="stMain"]:focus-visible { outline: 2px solid #2563eb !important; outline-offset: -2px; }
+[data-testid="stBidiComponentIsolated"]:focus-within { outline: 2px solid #2563eb; outline-offset: 2px; }
 </style>""")
 
 

@@ -186,7 +186,7 @@ def live_ui() -> None:
     if snap.status == "queued" and not snap.history.steps and not others:
         st.caption("The curves start when your run leaves the queue.")
     else:
-        show_chart(curves_figure(run.id, run.label, snap, others), width="stretch", theme=None,
+        show_chart(curves_figure(run.id, run.label, snap, others), width="stretch",  # theme: light or dark
                         key="train_curves")
     if snap.status in ("running", "queued", "stopping"):
         st.caption(f"Compute path: {snap.history.compute_path or 'starting'}")
