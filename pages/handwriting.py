@@ -88,7 +88,11 @@ def start_ui(drawings) -> None:
                 f"the digits it already knows; the small step keeps it close to where it started.")
     st.caption(f":material/timer: About {room.estimate_seconds(config):.0f} s on this server, more if others "
                "are training.")
-    if st.button("Fine-tune", type="primary", icon=":material/model_training:", key="hw_start"):
+    busy = state.active_job()
+    if busy is not None:
+        st.caption(f"{busy.id} is {busy.status}: one run per learner trains or waits at a time.")
+    if st.button("Fine-tune", type="primary", icon=":material/model_training:", key="hw_start",
+                 disabled=busy is not None):
         try:
             base_label = "the bundled model" if key == state.BUNDLED else key
             job = start_fine_tune(room, learner(), drawings, model, base_label, key)

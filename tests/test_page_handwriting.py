@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import classroom, key_of, new_learner, page_as, runs_of, wait_for
+from helpers import SlotHolder, classroom, key_of, new_learner, page_as, runs_of, wait_for
 from simplecnn.checkpoints import load_checkpoint
 from simplecnn.data import to_float
 from simplecnn.drawing import preprocess_drawing
@@ -83,6 +83,8 @@ def test_draw_page_keeps_a_drawing_with_its_right_label(mnist, bundled_path):
     rgba = on_canvas(mnist.test_images[0])  # a 7
     draw(at, rgba, key=CANVAS_KEY)
     assert predictions(at) == ["## Prediction: 7"]
+    next(b for b in at.button if b.label == "Keep it").click().run()  # no digit picked yet
+    assert any("Pick the right digit first." in e.value for e in at.error) and store_of(token).count() == 0
     label = next(s for s in at.selectbox if s.label == "Wrong? Tell it the right digit")
     label.set_value(1).run()
     keep = next(b for b in at.button if b.label == "Keep it")
@@ -141,3 +143,26 @@ def test_fine_tune_from_the_page_and_its_before_after(mnist, bundled_path):
     assert n_after >= 5 and abs(test_after - test_before) <= 1.0  # it learned them and forgot nothing much
     at.button(key="hw_use").click().run()
     assert at.session_state["model_key"] == view.id
+
+
+def test_a_queued_fine_tune_shows_its_place_and_stops(mnist):
+    token = new_learner()
+    store = store_of(token)
+    for i in range(2):
+        store.add(to_float(mnist.test_images[i]), int(mnist.test_labels[i]), int(mnist.test_labels[i]))
+    holder = SlotHolder()  # every training slot taken: the fine-tune waits in the queue
+    assert wait_for(lambda: classroom().scheduler.acquire(holder), timeout=300)
+    try:
+        at = open_page(token)
+        at.button(key="hw_start").click().run()
+        assert not at.exception, at.exception
+        assert any("· queued · Waiting in the server queue: position 1" in p.proto.text for p in at.get("progress"))
+        at.button(key="hw_stop").click().run()
+        assert not at.exception, at.exception
+        view = next(v for v in runs_of(token).values() if v.record.meta.get("handwriting"))
+        assert wait_for(lambda: view.job.snapshot().status == "stopped", timeout=30)
+        at.run()
+        assert any("Removed from the queue before it started." in w.value for w in at.warning)
+        assert not at.metric  # nothing trained, so no before/after
+    finally:
+        classroom().scheduler.release(holder)

@@ -21,6 +21,15 @@ DIGITS = {  # what we draw (canvas strokes, clear of the toolbar strip at the to
 }
 
 
+def axe_check(page, name: str) -> None:
+    """No serious or critical axe violation on the page as it is now (skipped without axe-playwright)."""
+    try:
+        from .test_accessibility import check_page
+    except pytest.skip.Exception:
+        return
+    check_page(page, name)
+
+
 def draw_and_keep(page, strokes, label: str) -> str:
     """Draw one digit on a fresh canvas, wait for the answer, label it and keep it; returns the answer."""
     for points in strokes:
@@ -47,6 +56,7 @@ def test_draw_label_fine_tune_and_compare(new_page, bundled_path):
         said[digit] = draw_and_keep(page, strokes, digit)
         if i == 0:
             screenshot(page, "handwriting_label")
+            axe_check(page, "draw_after_labelling")
     wait_for_text(page, "You have 2 labelled drawings")
 
     nav_link(page, "Your handwriting").click()
@@ -60,6 +70,14 @@ def test_draw_label_fine_tune_and_compare(new_page, bundled_path):
     started = time.monotonic()
     button(page, "Fine-tune").click()
     wait_for_text(page, re.compile(r"Fine-tune run-\d+"), timeout=60)
+    try:  # progress, ETA and Stop while it trains (a fast machine may finish before we look)
+        wait_for_text(page, re.compile(r"run-\d+ · running · Epoch \d/2 · batch \d+/32 .* ETA"), timeout=60)
+        seen_running = True
+    except AssertionError:
+        seen_running = False
+    if seen_running:
+        screenshot(page, "handwriting_training")
+        assert button(page, "Stop").count() == 1 or page.get_by_text("Before and after").count()
     wait_for_text(page, "Before and after", timeout=600)
     seconds = time.monotonic() - started
     text = wait_for_text(page, re.compile(r"Before: \*?\*?\d of 2\*?\*? of your drawings.*?After: .*?%"))
@@ -68,6 +86,7 @@ def test_draw_label_fine_tune_and_compare(new_page, bundled_path):
     assert [r["your label"] for r in rows] == list(DIGITS)
     assert [r["before"] for r in rows] == [said[d] for d in DIGITS]
     shot = screenshot(page, "handwriting_before_after")
+    axe_check(page, "handwriting_before_after")
     assert all(r["after"] == d for r, d in zip(rows, DIGITS)), f"after the fine-tune: {rows}; see {shot} ({text})"
     assert tab.problems() == [], tab.problems()
     print(f"fine-tune seen end to end in {seconds:.1f} s")
