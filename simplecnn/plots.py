@@ -23,11 +23,13 @@ TEMPLATE = "plotly_white"
 # -- colours ------------------------------------------------------------------------------------------
 # One categorical palette for runs, series and classes: Okabe & Ito's "Color Universal Design" set
 # (Okabe, M. & Ito, K., 2008, https://jfly.uni-koeln.de/color/), chosen to stay apart for readers
-# with any of the common colour-vision deficiencies. Its black is replaced by a mid grey, which
-# shows on Streamlit's light and dark backgrounds alike; blue and vermillion come first because
+# with any of the common colour-vision deficiencies. Its black is replaced by a dark grey, #666666,
+# which shows on Streamlit's light and dark backgrounds alike (5.7:1 and 3.2:1) and stays apart from
+# the other seven under simulated deuteranopia (tests/test_plots.py; a lighter grey merges with the
+# bluish green and the reddish purple); blue and vermillion come first because
 # they are the pair that differ most for every reader (train/validation, before/after).
 BLUE, VERMILLION, GREEN, PURPLE = "#0072B2", "#D55E00", "#009E73", "#CC79A7"
-ORANGE, SKY_BLUE, YELLOW, GREY = "#E69F00", "#56B4E9", "#F0E442", "#8C8C8C"
+ORANGE, SKY_BLUE, YELLOW, GREY = "#E69F00", "#56B4E9", "#F0E442", "#666666"
 COLORS = (BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY_BLUE, YELLOW, GREY)
 TRAIN_COLOR, VAL_COLOR = BLUE, VERMILLION
 TRAIN_DASH, VAL_DASH = "solid", "dash"  # the second cue: colour never tells train from validation alone
@@ -41,7 +43,7 @@ CLASS_DASHES = ("solid",) * 8 + ("dash", "dash")
 # Several series (runs, optimizers): colour, dash and marker all change together.
 SERIES_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot", "solid", "dash")
 SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star")
-# Neutrals that read on white and on Streamlit's dark background (#0e1117): 3.3:1 and 5.8:1.
+# Reference lines and keys: the palette's grey, 3:1 or more on the light and the dark background.
 NEUTRAL = GREY
 MUTED = "#A3ACB5"  # unhighlighted bars: lighter than any palette colour on white, the values are printed
 # Right and wrong always carry a mark as well as a colour.
@@ -115,7 +117,7 @@ def _style(fig: go.Figure, height: int, title: str | None = None, **layout: Any)
 
 def _empty_note(fig: go.Figure, text: str, xref: str = "paper", yref: str = "paper") -> None:
     fig.add_annotation(text=text, xref=xref, yref=yref, x=0.5, y=0.5, showarrow=False,
-                       font=dict(size=15, color=NEUTRAL))
+                       font=dict(size=15))  # the theme's text colour, light or dark
 
 
 # -- training curves -------------------------------------------------------------------------------
