@@ -9,7 +9,7 @@ the model and a post-hook on the optimizer), so recording can stay on for every 
 The bins are fixed for the whole run, so a histogram at step 10 and one at step 10,000 line up:
 * weights: 40 equal bins over ±WEIGHT_RANGE × the layer's initial bound 1/√fan_in (PyTorch's default
   init draws from ±1/√fan_in), plus one bin below and one above, so weights that grow far show up;
-* gradients: 40 bins of log10 |g| from 1e-10 to 1 (4 per decade), plus one bin for |g| ≤ 1e-10
+* gradients: 40 bins of log10 |g| from 1e-10 to 1 (4 per decade), plus one bin for |g| < 1e-10
   (zeros included) and one above 1; a gradient's size spans decades, its sign is not shown.
 
 A "unit" of a ReLU is one feature map (channel) after a convolution and one neuron after fc1: a
@@ -66,10 +66,16 @@ def grad_edges() -> list[float]:
     return [low + i / GRAD_BINS_PER_DECADE for i in range(n + 1)]
 
 
-def binned_counts(values: torch.Tensor, edges: torch.Tensor) -> list[int]:
-    """len(edges) + 1 counts: [≤ edges[0], (edges[0], edges[1]], ..., (edges[-2], edges[-1]], > edges[-1]]."""
-    index = torch.bucketize(values.reshape(-1), edges)  # (numel,) in 0..len(edges)
-    return torch.bincount(index, minlength=len(edges) + 1).tolist()
+def binned_counts(values: torch.Tensor, edges: list[float]) -> list[int]:
+    """len(edges) + 1 counts: [< edges[0], then the equal bins from edges[0] to edges[-1] (a value on an
+    inner edge goes to the bin above it, edges[-1] itself to the last bin), > edges[-1]].
+
+    torch.histc (~2 ms for fc1's 524,288 weights) rather than bucketize on the edges (~10 ms)."""
+    flat = values.detach().reshape(-1).float()  # (numel,)
+    low, high = edges[0], edges[-1]
+    inner = torch.histc(flat, bins=len(edges) - 1, min=low, max=high)  # values outside are not counted
+    below, above = int((flat < low).sum()), int((flat > high).sum())
+    return [below, *inner.to(torch.int64).tolist(), above]
 
 
 def grad_sizes(grad: torch.Tensor) -> torch.Tensor:
@@ -106,7 +112,6 @@ class LayerHealth:
         self.layers = {name: getattr(model, name).weight for name in LAYERS}
         self.weight_edges = {name: weight_edges(w[0].numel()) for name, w in self.layers.items()}
         self.grad_edges = grad_edges()
-        self._edges: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] | None = None
         self._pending: dict | None = None  # filled during a sampled step
         self._handles = [model.register_forward_pre_hook(self._on_forward),
@@ -138,7 +143,7 @@ class LayerHealth:
         with torch.no_grad():
             self._before = {name: w.detach().clone() for name, w in self.layers.items()}
             self._pending["grads"] = {
-                name: binned_counts(grad_sizes(w.grad), self._edge_tensor("grad", w)) if w.grad is not None
+                name: binned_counts(grad_sizes(w.grad), self.grad_edges) if w.grad is not None
                 else None for name, w in self.layers.items()}
 
     def _after_step(self, _optimizer, _args, _kwargs) -> None:
@@ -152,19 +157,12 @@ class LayerHealth:
             for name, w in self.layers.items():
                 old = before[name].float()
                 ratio[name] = ((w.detach().float() - old).norm() / old.norm().clamp_min(1e-12)).item()
-                weights[name] = binned_counts(w.detach().float(), self._edge_tensor(name, w))
+                weights[name] = binned_counts(w, self.weight_edges[name])
         self.samples.append({"step": self.step, "update_ratio": ratio, "weights": weights,
                              "grads": pending["grads"], "dead_relu": pending["dead_relu"]})
         self.recorded += 1
-        if len(self.samples) >= self.max_samples:
+        if len(self.samples) > self.max_samples:
             self.thin()
-
-    def _edge_tensor(self, key: str, like: torch.Tensor) -> torch.Tensor:
-        edges = self._edges.get(key)
-        if edges is None or edges.device != like.device:
-            values = self.grad_edges if key == "grad" else self.weight_edges[key]
-            edges = self._edges[key] = torch.tensor(values, dtype=torch.float32, device=like.device)
-        return edges
 
     def _remove_relu_hooks(self) -> None:
         for hook in self._relu_handles:
