@@ -1,5 +1,8 @@
-"""Widget helpers: values that survive page switches."""
+"""Widget helpers: values that survive page switches, and the lessons' predict-then-check question."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
@@ -25,3 +28,46 @@ def keep(key: str, default) -> dict:
 def kept(key: str, default=None):
     """The stored value of a `keep` widget, readable from any page."""
     return st.session_state.get(_PREFIX + key, default)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A checked answer: the learner's choice and the one the page computed."""
+
+    guess: Any
+    truth: Any
+
+    @property
+    def right(self) -> bool:
+        return self.guess == self.truth
+
+
+def predict_then_check(question: str, options: Sequence, key: str, answer: Callable[[], tuple[Any, str] | None], *,
+                       format_func: Callable[[Any], str] = str, horizontal: bool = False, hint: str | None = None,
+                       on_check: Callable[[Any], None] | None = None) -> Checked | None:
+    """A lesson's question: choices with none pre-selected, "Check by running it", then Right / Not quite.
+
+    `answer()` runs only once the learner has checked with a choice made, so nothing that gives the
+    answer away is computed or shown before; it returns (right option, explanation in Markdown), or
+    None when the answer is not ready yet (it then says why itself). Widget keys: `{key}_guess`,
+    `{key}_check`, and `{key}_checked` in session_state. Returns the Checked answer, else None.
+    """
+    guess = st.radio(question, options, index=None, key=f"{key}_guess", format_func=format_func,
+                     horizontal=horizontal)
+    if hint:
+        st.caption(hint)
+    if st.button("Check by running it", key=f"{key}_check"):
+        st.session_state[f"{key}_checked"] = True
+        if on_check is not None:
+            on_check(guess)
+    if not st.session_state.get(f"{key}_checked"):
+        return None
+    if guess is None:
+        st.warning("Pick an answer first, then check.")
+        return None
+    result = answer()
+    if result is None:
+        return None
+    checked = Checked(guess, result[0])
+    (st.success if checked.right else st.error)(f"{'Right' if checked.right else 'Not quite'}: {result[1]}")
+    return checked

@@ -48,6 +48,8 @@ def test_minibatch_page(with_model):
     at.slider(key="mb_batches").set_value(4).run()
     at.button(key="mb_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.get("plotly_chart")  # the numbers answer the page's question: hidden until checked or skipped
+    at.button(key="mb_reveal").click().run()
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
     assert table["batch size B"].tolist() == [4, 16, 64, 256]

@@ -104,7 +104,8 @@ def mnist_batches(dataset: Dataset, config: TrainConfig) -> list[tuple[torch.Ten
 
 
 def train_steps(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
-                lr: float, on_step: Callable[[int, float, float], None] | None = None) -> tuple[list[float], list[float]]:
+                lr: float, on_step: Callable[[int, float, float], None] | None = None
+                ) -> tuple[list[float], list[float]]:
     """zero_grad → forward → loss → backward → step for each batch; (losses, mean |Δw| / α per step)."""
     params = [p for p in model.parameters() if p.requires_grad]
     n = sum(p.numel() for p in params)

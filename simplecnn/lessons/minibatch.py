@@ -75,3 +75,19 @@ def loss_concentration(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     with torch.no_grad():
         losses = nn.functional.cross_entropy(work(images), labels, reduction="none")
     return float(losses.sort(descending=True).values[:top].sum() / losses.sum().clamp_min(1e-30))
+
+
+# -- lesson 16's question: 16 times more images per batch, how much less error? ----------------------------
+SHRINK_OPTIONS = (("about 16 times smaller", 16.0), ("about 4 times smaller", 4.0), ("about 2 times smaller", 2.0),
+                  ("about the same", 1.0))
+
+
+def error_shrink(results: list[BatchNoise], small: int = 16, large: int = 256) -> float:
+    """Mean relative error at batch size `small` over that at `large` (4 for the 1/√B law and 16× more images)."""
+    by_size = {r.batch_size: float(np.mean(r.relative_errors)) for r in results}
+    return by_size[small] / max(by_size[large], 1e-30)
+
+
+def closest_shrink_option(ratio: float) -> str:
+    """The option of SHRINK_OPTIONS nearest to the measured ratio on a log scale."""
+    return min(SHRINK_OPTIONS, key=lambda o: abs(np.log(o[1]) - np.log(max(ratio, 1e-30))))[0]

@@ -108,3 +108,19 @@ def fresh_model(seed: int = 0) -> SimpleCNN:
     """An untrained SimpleCNN with fixed random weights, for a step whose effect is easy to see."""
     torch.manual_seed(seed)
     return SimpleCNN().eval()
+
+
+# -- lesson 15's question: how far does a bias that feeds batch norm move? ----------------------------------
+BIAS_MOVE_OPTIONS = ("further than conv1.weight's largest change",
+                     "less far, but more than a thousandth of conv1.weight's largest change",
+                     "practically not at all: under a thousandth of conv1.weight's largest change")
+
+
+def bias_move_ratio(step: TrainingStep, bias: str = "conv1.bias", weight: str = "conv1.weight") -> float:
+    """Largest |Δ| of the bias over the largest |Δ| of its layer's weights in this step."""
+    return float(step.updates[bias].abs().max()) / max(float(step.updates[weight].abs().max()), 1e-30)
+
+
+def bias_move_option(ratio: float) -> str:
+    """The option of BIAS_MOVE_OPTIONS that the measured ratio falls in (they split [0, ∞) at 1e-3 and 1)."""
+    return BIAS_MOVE_OPTIONS[0] if ratio >= 1 else BIAS_MOVE_OPTIONS[1] if ratio >= 1e-3 else BIAS_MOVE_OPTIONS[2]
