@@ -85,3 +85,60 @@ def test_most_frequent_mistake_of_the_trained_model(trained, mnist):
     options = mistake_options(result.confusion, 4)
     assert [int(counts[a, b]) for a, b, _ in options] == [c for _, _, c in options]
     assert len({c for _, _, c in options}) == 4 and options[0][2] == n  # one right answer, the true maximum
+
+
+def _first_batch_gradients(model, mnist, seed=0):
+    """∂L/∂w of the first 64 training images by autograd on a train-mode copy (dropout from the seeded stream)."""
+    work = copy.deepcopy(model).float().train()
+    for m in work.modules():
+        m.__dict__.pop("_rng", None)
+    torch.manual_seed(seed)
+    torch.nn.functional.cross_entropy(work(to_float(mnist.train_images[:64])), mnist.train_labels[:64]).backward()
+    return {n: p.grad.detach().double() for n, p in work.named_parameters()}
+
+
+@pytest.mark.parametrize("lr", [0.1, 1e-3])
+def test_adam_first_steps_on_fc2_bias_of_the_trained_model_are_all_close_to_lr(trained, mnist, lr):
+    """Lesson 8's caption: the fc2.bias gradients span a large factor, yet every first step is close to α."""
+    from simplecnn.lessons.adam_table import AdamSettings, first_step_on_model
+
+    steps = first_step_on_model(trained, to_float(mnist.train_images[:64]), mnist.train_labels[:64],
+                                AdamSettings(lr=lr), "fc2.bias")
+    g = _first_batch_gradients(trained, mnist)["fc2.bias"].abs()
+    closed_form = lr * g / (g + 1e-8)  # Adam's corrected first step: α·|g|/(|g| + ε)
+    assert [abs(s.update_by_torch) for s in steps] == pytest.approx(closed_form.tolist(), rel=1e-4)
+    assert float(g.max() / g.min()) > 50  # measured: 1.3e-3 / 6.9e-6 ≈ 190
+    assert all(0.99 * lr <= abs(s.update_by_torch) <= 1.0001 * lr for s in steps)  # measured ≥ 0.9986 α
+
+
+def test_adam_first_step_of_most_weights_of_the_trained_model_is_well_below_lr(trained, mnist):
+    """Lesson 8's intro: a step is about α only while |g| ≫ ε; on the trained model most gradients are not."""
+    grads = _first_batch_gradients(trained, mnist)
+    g = torch.cat([v.flatten() for v in grads.values()]).abs()
+    step = g / (g + 1e-8)  # |Δw| / α of Adam's corrected first step (closed form)
+    near_lr = float((step > 0.9).float().mean())
+    assert 0.2 < near_lr < 0.5  # measured 0.43: more than half of the 582,218 weights move less than 0.9 α
+    assert float((grads["fc1.weight"] == 0).float().mean()) > 0.1  # silent inputs or units: exactly zero
+    fc2 = grads["fc2.bias"].abs()
+    assert float((fc2 / (fc2 + 1e-8)).min()) > 0.99  # the table's parameter is one of those with |g| ≫ ε
+
+
+def test_eval_mode_batch_norm_of_the_trained_model_uses_running_statistics_close_to_a_test_batch(trained, mnist):
+    """Lesson 11: eval mode uses the running statistics, so one image's output does not depend on its batch;
+    on the trained model those statistics are close to a test batch's, so the output is near mean β, std |γ|."""
+    bn = trained.batch1
+    with torch.no_grad():
+        x = trained.conv1(to_float(mnist.test_images[:64]))  # (64, 32, 24, 24), the page's default batch
+        by_hand = (x - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
+        by_hand = by_hand * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+        evaluator = copy.deepcopy(bn).eval()
+        assert torch.allclose(evaluator(x), by_hand, atol=1e-5)
+        assert float((evaluator(x[:1]) - evaluator(x)[:1]).abs().max()) == 0.0  # alone or in the batch: the same
+        trainer = copy.deepcopy(bn).train()
+        assert float((trainer(x[:1]) - trainer(x)[:1]).abs().max()) > 0.5  # measured 1.78
+    batch_mean, batch_std = x.mean((0, 2, 3)), x.std((0, 2, 3), unbiased=False)
+    assert float(((batch_mean - bn.running_mean).abs() / batch_std).max()) < 0.15  # measured 0.085
+    out_mean, out_std = by_hand.mean((0, 2, 3)), by_hand.std((0, 2, 3), unbiased=False)
+    assert float((out_mean - bn.bias).abs().max()) < 0.15  # measured 0.099
+    ratio = out_std / bn.weight.abs()
+    assert 0.85 < float(ratio.min()) and float(ratio.max()) < 1.15  # measured 0.90 to 1.06

@@ -29,7 +29,10 @@ st.markdown(
     "averages per parameter: **m**, a smoothed gradient (momentum: it remembers which way we have "
     "been going), and **v**, a smoothed *squared* gradient (how large the gradients usually are).\n\n"
     "The step is m divided by √v. Dividing a gradient by its own typical size leaves roughly its "
-    "sign, so each step is about α long, whatever the scale of the loss. Both averages start at 0, "
+    "sign, so each step is about α long, whatever the scale of the loss, as long as the gradient is well "
+    "above ε. A weight whose gradient is 0 or tiny (its input or its unit was silent for the whole batch) "
+    "hardly moves: in a well-trained SimpleCNN that is more than half of the weights at the first step. "
+    "Both averages start at 0, "
     "which makes them too small for the first few steps; dividing by 1 − βᵗ (the *bias correction*) "
     "undoes that. Below, Adam runs on the bowl L(θ) = k·(θ − 3)², written out by hand and compared "
     "with PyTorch's own optimizer.")
