@@ -14,17 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from simplecnn import health
-from simplecnn.data import load_dataset, to_float
+from simplecnn.data import to_float
 from simplecnn.health import (GRAD_BINS_PER_DECADE, LAYERS, RELUS, HealthRecorder, LayerHealth, attach_health,
                               binned_counts, grad_edges, read_health, recorder_for, weight_edges)
 from simplecnn.model import SimpleCNN
 from simplecnn.recorders import RECORDER_FACTORIES
 from simplecnn.training import StopTraining, TrainConfig, Trainer
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_dataset("mnist")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -289,6 +284,24 @@ def test_a_damaged_health_file_is_replaced_not_fatal(tmp_path, mnist):
     assert read_health(tmp_path / "missing") is None
 
 
+def test_a_run_trained_in_its_worker_process_leaves_health_json(tmp_path, monkeypatch):
+    from simplecnn.classroom import Classroom
+    from simplecnn.jobs import TrainingScheduler
+    from simplecnn.runstore import RunStore, learner_key
+
+    monkeypatch.setenv(health.EVERY_ENV, "4")  # the worker process inherits it
+    room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
+    try:
+        job = room.start_run(learner_key("ab" * 16), TrainConfig(epochs=1, subset=500, log_every=2), "mnist", 10)
+        job.join(120)
+        assert job.snapshot().status == "finished"
+        stored = read_health(job.run.path)
+    finally:
+        room.close()
+    steps = [s["step"] for s in stored["samples"]]
+    assert steps == [1, 4] and stored["batches_per_epoch"] == 7 and stored["every"] == 4
+
+
 # -- what the Train page says, shown by short trainings ----------------------------------------------------
 def short_run(mnist, every=5, **settings) -> tuple[Trainer, list[dict]]:
     torch.manual_seed(0)
@@ -319,6 +332,15 @@ def healthy(mnist):
 @pytest.fixture(scope="module")
 def high_lr(mnist):
     return short_run(mnist, learning_rate=0.01)
+
+
+def test_a_healthy_run_changes_its_layers_by_a_small_fraction_and_keeps_most_relus(healthy):
+    trainer, samples = healthy
+    for name in LAYERS:  # the page: "between about 0.001 and 0.02" with Adam at 0.001
+        assert 1e-3 <= late(samples, "update_ratio", name) <= 2e-2, name
+    assert late(samples, "dead_relu", "relu1") == late(samples, "dead_relu", "relu2") == 0.0
+    assert late(samples, "dead_relu", "relu3") < 0.5
+    assert trainer.history.epochs[-1]["train_accuracy"] > 60
 
 
 def test_too_high_a_learning_rate_moves_weights_far_and_kills_fc1_relus(mnist, healthy, high_lr):
