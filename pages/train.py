@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard.charts import show_chart
 from dashboard import state
+from dashboard.health_panel import layer_health_panel
 from dashboard.identity import learner
 from dashboard.run_report import report_button
 from dashboard.settings_params import TRAIN_FIELDS
@@ -325,6 +326,7 @@ config = settings_ui()
 share_ui("train", TRAIN_FIELDS)
 controls_ui(config)
 live_fragment("train_live", live_ui, state.active_job())
+layer_health_panel()
 st.header("Run history")
 history_ui()
 st.header("Checkpoints")
