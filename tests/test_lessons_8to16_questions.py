@@ -13,19 +13,7 @@ from torch import nn
 
 from simplecnn.data import to_float
 from simplecnn.model import SimpleCNN
-from tests.test_pages_learn_b import LEARN, _model
-
-
-def _app(page: str, model) -> AppTest:
-    at = AppTest.from_file(str(LEARN / page), default_timeout=120)
-    at.session_state["_bundled_copy"] = model
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _messages(at: AppTest) -> str:
-    return " ".join(m.value for m in list(at.success) + list(at.error) + list(at.warning))
+from tests.test_pages_learn_b import _app, _messages, _model
 
 
 def _answer(at: AppTest, prefix: str, choice: str) -> str:
