@@ -135,7 +135,7 @@ def _gallery(result: EvaluationResult, images: torch.Tensor, classes, key_prefix
                     f"with {100 * chosen.probability:.1f}%; the true class got "
                     f"{100 * chosen.probabilities[chosen.true]:.1f}%.")
         show_chart(plots.probability_bars(chosen.probabilities, classes, highlight=chosen.predicted,
-                                               height=260), key=f"{key_prefix}_closer_probs",
+                                               height=260, true=chosen.true), key=f"{key_prefix}_closer_probs",
                    alt=f"Bar chart of the model's probability for each class on {what.lower()} #{chosen.index}: "
                        f"{classes[chosen.predicted]} highest with {chosen.probability:.0%}, the true class "
                        f"{classes[chosen.true]} {chosen.probabilities[chosen.true]:.0%}.")
