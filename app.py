@@ -34,7 +34,10 @@ st.set_page_config(page_title="SimpleCNN — learn CNNs by training one", page_i
 #   all: a 2 px outline in the primary colour on links and on anything made focusable by tabindex
 #   (and around a component whose focus sits inside its shadow DOM, where page CSS cannot reach).
 # - Both themes (tests/e2e/test_themes.py): the focus ring is #2563eb, 5.2:1 on the light background
-#   and 3.5:1 on the dark one (WCAG 1.4.11 asks 3:1); the primary colour differs per theme.
+#   and 3.5:1 on the dark one (WCAG 1.4.11 asks 3:1); the primary colour differs per theme. No blue
+#   carries white button text at 4.5:1 and is itself 4.5:1 text on the dark background, so the text
+#   Streamlit paints in the primary colour (a slider's value, the chosen segment, the open tab) takes
+#   the theme's text colour; the primary colour still marks them (thumb, border, underline).
 st.html("""<style>
 [data-testid="stCaptionContainer"] { opacity: 0.8 !important; }
 .token.comment { color: rgb(from currentColor r g b / 0.8) !important; }
@@ -43,6 +46,9 @@ a:focus-visible, [tabindex]:not([data-testid="stMain"]):focus-visible {
   outline: 2px solid #2563eb !important; outline-offset: 1px; }
 [data-testid="stMain"]:focus-visible { outline: 2px solid #2563eb !important; outline-offset: -2px; }
 [data-testid="stBidiComponentIsolated"]:focus-within { outline: 2px solid #2563eb; outline-offset: 2px; }
+[data-testid="stSliderThumbValue"], [data-testid="stSliderThumbValue"] *,
+[data-testid="stButtonGroup"] button[data-selected="true"], [data-testid="stButtonGroup"] button[data-selected="true"] *,
+[data-testid="stTab"][aria-selected="true"], [data-testid="stTab"][aria-selected="true"] * { color: inherit !important; }
 </style>""")
 
 
