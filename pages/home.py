@@ -34,7 +34,8 @@ def diagram(rows) -> str:
         nodes.append(f"b{i} [label=<<TABLE BORDER='0' CELLSPACING='2'><TR><TD COLSPAN='4'><B>{title}</B></TD></TR>"
                      f"{lines}</TABLE>>, fillcolor=\"{fill}\"];")
     edges = " -> ".join(f"b{i}" for i in range(len(BLOCKS)))
-    return ("digraph { rankdir=LR; node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=11];"
+    return ("digraph { rankdir=LR; bgcolor=transparent; edge [color=\"#888888\"];"  # light or dark page
+            " node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=11];"
             + "".join(nodes) + edges
             + ' -> out; out [label="softmax\\n10 class\\nprobabilities", fillcolor="#fef3c7"]; }')
 

@@ -140,7 +140,7 @@ def _fc1_strip(fc1: torch.Tensor) -> go.Figure:
     fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors, marker_line_width=0,
                            hovertemplate="unit %{x}<br>fc1 %{y:.3f}<extra></extra>"))
     fig.update_xaxes(title_text="fc1 unit", range=[-1, len(values)])
-    fig.update_yaxes(title_text="value before ReLU", zeroline=True, zerolinecolor="#444")
+    fig.update_yaxes(title_text="value before ReLU", zeroline=True, zerolinecolor=plots.NEUTRAL)
     fig.update_layout(template=plots.TEMPLATE, height=240, bargap=0, margin=dict(l=50, r=20, t=20, b=40))
     return fig
 
