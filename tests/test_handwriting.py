@@ -19,6 +19,7 @@ from simplecnn.data import to_float
 from simplecnn.jobs import TrainingScheduler
 from simplecnn.model import SimpleCNN
 from simplecnn.runstore import RunStore, learner_key
+from tests.helpers import SlotHolder
 
 LEARNER = learner_key("ab" * 16)
 
@@ -223,3 +224,68 @@ def test_start_fine_tune_refuses_within_the_limits(tmp_path):
         assert room.runs(LEARNER) == []  # nothing stored for a refused fine-tune
     finally:
         room.close()
+
+
+def test_a_queued_fine_tune_already_answers_with_its_starting_weights(tmp_path, bundled_path):
+    bundled = load_checkpoint(bundled_path)[0]
+    room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
+    holder = SlotHolder()
+    assert room.scheduler.acquire(holder)  # the only training slot is taken: the fine-tune waits
+    try:
+        job = hw.start_fine_tune(room, LEARNER, fake_drawings(2), bundled, "the bundled model", "bundled")
+        assert job.snapshot().status == "queued"
+        x = torch.rand(4, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.equal(job.model()(x), bundled(x))  # not the untrained weights of its seed
+        job.stop()
+        job.join(30)
+        assert job.snapshot().status == "stopped"
+    finally:
+        room.scheduler.release(holder)
+        room.close()
+
+
+def test_a_stopped_fine_tune_resumes_on_the_same_mixed_set(tmp_path, mnist, bundled_path):
+    """train_in_child itself (what the worker process runs): stop mid-epoch, then go on from the save."""
+    import threading
+    from multiprocessing import Pipe
+
+    from simplecnn.jobs import train_in_child
+
+    bundled = load_checkpoint(bundled_path)[0]
+    room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
+    holder = SlotHolder()
+    assert room.scheduler.acquire(holder)  # keep the queue from training it: this test drives it
+    try:
+        job = hw.start_fine_tune(room, LEARNER, fake_drawings(4), bundled, "the bundled model", "bundled")
+        job.stop()
+        job.join(30)
+    finally:
+        room.scheduler.release(holder)
+        room.close()
+    run, config = job.run, job.config.to_dict()
+
+    def train(stop_after: int | None = None):
+        """Run train_in_child in a thread, reading its reports (a weights message fills a pipe's buffer)."""
+        stop = threading.Event()
+        parent, child = Pipe()
+        thread = threading.Thread(target=train_in_child, args=(child, config, "mnist", str(run.path), 999, stop))
+        thread.start()
+        while True:
+            message = parent.recv()
+            if message[0] == "batch" and stop_after is not None and message[1]["batch"] >= stop_after:
+                stop.set()
+            if message[0] in ("done", "failed"):
+                break
+        thread.join(60)
+        assert message[0] == "done", message
+        return message
+
+    train(stop_after=10)
+    state = torch.load(run.state_path, map_location="cpu", weights_only=True)
+    n = hw.mixed_size(hw.load_examples(run.examples_path))
+    assert state["epoch"] == 0 and 10 <= state["batch"] < 33 and len(state["order"]) == n == 2000 + 4 * 20
+    assert sorted(state["order"].tolist()) == list(range(n))  # the order runs over the mixed set
+    _, history, epoch, batch = train()
+    assert history["status"] == "finished" and epoch == 2
+    assert history["images_seen"] == 2 * n  # every image of both epochs, once
