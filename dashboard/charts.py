@@ -19,7 +19,7 @@ from simplecnn.figure_data import GRID, POINTS, describe_figure, figure_tables, 
 
 TOGGLE_LABEL = "Show data"
 TABLE_HEIGHT = 260  # px: a scrolling table, whatever its length
-TABLE_CAPTIONS = {POINTS: "One row per point drawn.", GRID: "One row per cell (pixel) drawn: row 0 is the top."}
+TABLE_CAPTIONS = {POINTS: "One row per point drawn.", GRID: "One row per cell of each grid (an image's pixel, a matrix entry): row 0 is the top."}
 Tables = "pd.DataFrame | Mapping[str, pd.DataFrame]"
 
 
