@@ -17,7 +17,8 @@ from simplecnn.drawing import PictureError
 GRID_SIDE = 14  # cells per side of the paint grid: 196 cells, each one 2x2 MNIST pixels
 MAX_GRID_SIDE = 64  # a grid value claiming more cells than this is refused before it is read
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # Streamlit's default server.maxUploadSize is 200 MB; ours is this
-MAX_UPLOAD_PIXELS = 40_000_000  # 40 Mpx (a 7,700 x 5,200 photo); read from the header, before decoding
+MAX_UPLOAD_PIXELS = 50_000_000  # a JPEG up to 50 Mpx: decoded at 1/8 scale, under 1 Mpx in memory
+MAX_FULL_DECODE_PIXELS = 16_000_000  # other formats decode whole (3 bytes a pixel): a 300 dpi A4 scan is 8.7 Mpx
 WORKING_SIDE = 512  # a photo is reduced to at most this longest side before its ink is looked for
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
@@ -82,13 +83,14 @@ def sample_indices(labels: torch.Tensor, predictions: torch.Tensor, digit: int, 
 
 # -- uploads --------------------------------------------------------------------------------------------
 def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS,
-                  working_side: int = WORKING_SIDE) -> np.ndarray:
+                  max_full_pixels: int = MAX_FULL_DECODE_PIXELS, working_side: int = WORKING_SIDE) -> np.ndarray:
     """(H, W) uint8 grey picture from an uploaded photo or scan, longest side at most `working_side`.
 
     Every bound is checked before memory is spent: the byte count first, then the size the file's
-    header declares (Image.open decodes no pixels). A JPEG is decoded straight at a reduced scale
-    (its DCT allows 1/2, 1/4, 1/8: `draft`), so a 12 Mpx phone photo never occupies 36 MB. The
-    camera's EXIF orientation is applied, so a photo taken sideways reads upright.
+    header declares (Image.open decodes no pixels yet). A JPEG may declare up to `max_pixels`: it is
+    decoded straight at a reduced scale (its DCT allows 1/2, 1/4, 1/8: `draft`), so a 12 Mpx phone
+    photo never occupies 36 MB. Other formats decode whole, so they may declare `max_full_pixels`.
+    The camera's EXIF orientation is applied, so a photo taken sideways reads upright.
     """
     if len(data) > max_bytes:
         raise PictureError(f"The file is {len(data) / 1e6:.1f} MB; at most {max_bytes / 1e6:.0f} MB is accepted.")
@@ -97,9 +99,11 @@ def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: in
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as picture:
             width, height = picture.size
-            if width < 1 or height < 1 or width * height > max_pixels:
-                raise PictureError(f"The picture is {width}×{height} pixels; at most {max_pixels / 1e6:.0f} "
-                                   "million pixels are accepted.")
+            limit = max_pixels if picture.format == "JPEG" else min(max_pixels, max_full_pixels)
+            if width < 1 or height < 1 or width * height > limit:
+                kind = "JPEG" if picture.format == "JPEG" else f"{picture.format} (a JPEG may have more)"
+                raise PictureError(f"The picture is {width}×{height} pixels; at most {limit / 1e6:.0f} million "
+                                   f"pixels are accepted in a {kind}.")
             if picture.format == "JPEG":
                 picture.draft("L", (working_side, working_side))  # decode at 1/2..1/8 scale when possible
             grey = ImageOps.exif_transpose(picture).convert("L")
