@@ -14,7 +14,8 @@ from dashboard import nav, state
 from dashboard.identity import learner
 from dashboard.images import png_data_uri
 from simplecnn.checkpoints import load_checkpoint
-from simplecnn.handwriting import DrawingStore, HandwritingError, MAX_DRAWINGS, Comparison, compare, load_examples
+from simplecnn.handwriting import (MAX_DRAWINGS, Comparison, DrawingStore, HandwritingError, compare,
+                                   load_examples, score)
 
 PAGE = "pages/handwriting.py"
 TITLE = "Your handwriting"
@@ -108,5 +109,29 @@ def comparison(view) -> Comparison | None:
     return result
 
 
+def unseen_scores(view, drawings) -> tuple[int, int, int] | None:
+    """(drawings, right before, right after) on the learner's drawings this fine-tune never trained on
+    (kept after it started): the fair test of whether it learned the handwriting or only the pictures.
+    None when there are none."""
+    job = view.job
+    try:
+        trained = set(load_examples(job.run.examples_path).get("ids", []))
+        before = load_checkpoint(job.run.init_path)[0]
+    except (OSError, ValueError):
+        return None
+    unseen = [d for d in drawings if d.id not in trained]
+    if not unseen:
+        return None
+    key = (view.id, job.weights_version, tuple(d.id for d in unseen))
+    cached = st.session_state.get("hw_unseen")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    images = torch.stack([d.image for d in unseen])  # (n, 28, 28)
+    labels = torch.tensor([d.label for d in unseen])  # (n,)
+    result = (len(unseen), score(before, images, labels).correct, score(job.model(), images, labels).correct)
+    st.session_state["hw_unseen"] = (key, result)
+    return result
+
+
 __all__ = ["MAX_DRAWINGS", "drawing_store", "label_control", "picture", "fine_tune_runs", "current_fine_tune",
-           "comparison"]
+           "comparison", "unseen_scores"]

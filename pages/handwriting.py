@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import nav, state
 from dashboard.handwriting import (ICON, comparison, current_fine_tune, drawing_store, fine_tune_runs,
-                                   picture)
+                                   picture, unseen_scores)
 from dashboard.identity import learner
 from dashboard.status import follow_refresh, live_fragment, progress_text
 from simplecnn.classroom import RunRefused, split_sizes
@@ -127,8 +127,14 @@ def results_ui(view) -> None:
                 f"images read right. After: **{d1.correct} of {d1.total}** and **{t1.accuracy:.2f}%**.")
     st.caption("Careful: these are the very drawings it was just trained on, so reading them right is the easy "
                "part. Whether it learned your handwriting, and not just these pictures, shows on digits it has "
-               "not seen: draw new ones on the Draw page with this run chosen. The test images tell whether it "
-               "forgot anything it knew.")
+               "not seen: draw new ones on the Draw page with this run chosen, and keep them; drawings kept after "
+               "this fine-tune are scored separately below. The test images tell whether it forgot anything it "
+               "knew.")
+    unseen = unseen_scores(view, drawing_store().drawings())
+    if unseen is not None:
+        n, before, after = unseen
+        st.markdown(f"On the **{n}** drawing{'s' if n != 1 else ''} you kept later, which this fine-tune never "
+                    f"trained on: **{before} of {n}** read right before, **{after} of {n}** after.")
     classes = [str(c) for c in range(10)]
     rows = pd.DataFrame({
         "drawing": [picture(img) for img in result_images(view)],

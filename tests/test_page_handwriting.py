@@ -141,6 +141,18 @@ def test_fine_tune_from_the_page_and_its_before_after(mnist, bundled_path):
     assert table["before"].tolist() == [str(int(p)) for p in before]
     assert table["after"].tolist() == [str(int(p)) for p in after]
     assert n_after >= 5 and abs(test_after - test_before) <= 1.0  # it learned them and forgot nothing much
+    assert not any("never trained on" in m.value for m in at.markdown)  # nothing kept later yet
+    # drawings kept after the fine-tune are its fair test: scored apart, checked with plain torch
+    later = (said != labels).nonzero().flatten()[6:9].tolist()
+    for i in later:
+        store.add(to_float(outside[i]), int(labels[i]), int(said[i]), "bundled")
+    at.run()
+    unseen_x, unseen_y = to_float(outside[later]), labels[later]
+    u_before = int((plain_predictions(run.init_path, unseen_x) == unseen_y).sum())
+    u_after = int((plain_predictions(run.latest_path, unseen_x) == unseen_y).sum())
+    assert u_before == 0
+    assert any(f"On the **3** drawings you kept later, which this fine-tune never trained on: **{u_before} of 3** "
+               f"read right before, **{u_after} of 3** after." in m.value for m in at.markdown)
     at.button(key="hw_use").click().run()
     assert at.session_state["model_key"] == view.id
 
