@@ -9,6 +9,8 @@ second or so in every open tab of a class. The CSV is made only when the button 
 from __future__ import annotations
 
 import re
+import weakref
+from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
 import pandas as pd
@@ -43,6 +45,24 @@ def _tables(fig: go.Figure, data: Any) -> dict[str, pd.DataFrame]:
     return dict(data)
 
 
+_DESCRIPTIONS: "OrderedDict[int, tuple[weakref.ref, str]]" = OrderedDict()  # id(figure) -> (figure, alt)
+DESCRIPTIONS_KEPT = 256
+
+
+def cached_description(fig: go.Figure) -> str:
+    """describe_figure, once per figure object: the live pages keep their figure while it does not
+    change and redraw it every second (figures are unhashable, so this keys on identity, checked
+    through a weak reference)."""
+    entry = _DESCRIPTIONS.get(id(fig))
+    if entry is not None and entry[0]() is fig:
+        return entry[1]
+    text = describe_figure(fig)
+    _DESCRIPTIONS[id(fig)] = (weakref.ref(fig), text)
+    while len(_DESCRIPTIONS) > DESCRIPTIONS_KEPT:
+        _DESCRIPTIONS.popitem(last=False)
+    return text
+
+
 def show_data(fig: go.Figure, key: str, data: "Tables | Callable[[], Tables] | None" = None,
               where: Any = None) -> None:
     """The tables behind `fig` (or `data`: a DataFrame, a dict of them, or a function giving either),
@@ -73,10 +93,10 @@ def show_chart(fig: go.Figure, *, key: str, data: "Tables | Callable[[], Tables]
 
     `alt` names the chart for screen readers (default: describe_figure, which names title, kind,
     panels, series and axes but no values, so it stays the same while a live chart grows: a new
-    alt would remount the chart). `where` is the container (a column) the page drew into.
+    alt would remount the chart; kept per figure object). `where` is the container (a column) the page drew into.
     """
     where = where if where is not None else st
-    shown = where.plotly_chart(fig, key=key, alt=alt or describe_figure(fig), **plotly_kwargs)
+    shown = where.plotly_chart(fig, key=key, alt=alt or cached_description(fig), **plotly_kwargs)
     if where.toggle(label, key=data_key(key), help="The numbers this chart draws, as a table and a CSV file."):
         show_data(fig, key, data, where)
     return shown

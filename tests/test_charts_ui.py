@@ -125,3 +125,14 @@ def test_inside_input_image_data_is_the_test_images_pixels(mnist, downloads):
     pixels = np.zeros((28, 28))
     pixels[table["row"], table["column"]] = table["value"]
     np.testing.assert_allclose(pixels, mnist.test_images[0].float().numpy() / 255.0, atol=1e-6)
+
+
+def test_the_description_is_made_once_per_figure_object(monkeypatch):
+    from simplecnn import plots
+
+    made = []
+    monkeypatch.setattr(charts, "describe_figure", lambda fig: made.append(fig) or f"chart {len(made)}")
+    fig = plots.probability_bars(np.full(10, 0.1), [str(d) for d in range(10)])
+    assert charts.cached_description(fig) == charts.cached_description(fig) == "chart 1"
+    other = plots.probability_bars(np.full(10, 0.1), [str(d) for d in range(10)])  # equal, but a new object
+    assert charts.cached_description(other) == "chart 2" and len(made) == 2
