@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.status import follow_refresh, live_fragment
 from simplecnn import plots
@@ -139,7 +140,7 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
     st.header("conv1's 32 filters")
     st.caption("Each 5×5 square is one filter's weights: red rewards ink at that spot, blue punishes it. "
                "The colour range follows this snapshot's largest weight (see the scale).")
-    st.plotly_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
+    show_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
                                      colorscale=plots.DIVERGING, zmid=0.0), key="replay_filters")
 
     st.header(f"Following {description}")
@@ -147,21 +148,21 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
     with left:
         st.markdown("**conv1's 32 feature maps** (24×24): each filter slid over the image. Where a map is "
                     "red, the image looks like that filter's red pattern.")
-        st.plotly_chart(plots.image_grid(maps, titles=[f"#{i}" for i in range(len(maps))], cols=8,
+        show_chart(plots.image_grid(maps, titles=[f"#{i}" for i in range(len(maps))], cols=8,
                                          colorscale=plots.DIVERGING, zmid=0.0), key="replay_maps")
     with right:
         predicted = int(np.argmax(probs))
         verdict = "" if truth is None else (" (right)" if predicted == truth else f" (wrong: it is {classes[truth]})")
         st.markdown(f"**Probabilities**: the network says **{classes[predicted]}** with "
                     f"{100 * float(probs[predicted]):.1f}%{verdict}.")
-        st.plotly_chart(plots.probability_bars(probs, classes, height=280), key="replay_probs")
-        st.plotly_chart(plots.digit_image(x[0, 0], height=220, title=description), key="replay_input")
+        show_chart(plots.probability_bars(probs, classes, height=280), key="replay_probs")
+        show_chart(plots.digit_image(x[0, 0], height=220, title=description), key="replay_input")
 
     st.header("Confusion matrix")
     st.caption(f"The same {n_images:,} test images ({REPLAY_PER_CLASS} per class) at every snapshot: row = true "
                "class, column = the network's answer. Before training most answers fall in one or two "
                "columns; watch the diagonal fill.")
-    st.plotly_chart(plots.confusion_matrix(confusion, classes, height=440), key="replay_confusion")
+    show_chart(plots.confusion_matrix(confusion, classes, height=440), key="replay_confusion")
 
 
 # -- the page --------------------------------------------------------------------------------------
