@@ -114,7 +114,7 @@ if bc_revealed:
 
 st.subheader("The same switch on a real run")
 st.markdown("`torch.optim.Adam` always corrects, so here Adam is written out by hand with the correction as a switch "
-            "(with it on, the hand version moves SimpleCNN's weights exactly as torch's does). A fresh SimpleCNN "
+            "(with it on, it moves SimpleCNN's weights as torch's does, to within float rounding). A fresh SimpleCNN "
             "trains twice on the same MNIST batches from the same start: once with the correction, once without, "
             "with torch's β₁ = 0.9 and β₂ = 0.999. The chart shows the loss and how far the weights move each step.")
 real_run_section(bc_revealed)
