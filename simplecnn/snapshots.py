@@ -218,6 +218,11 @@ def snapshot_view(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return SnapshotView(first_layer_filters(model), confusion_counts(model, images, labels, num_classes))
 
 
+def relative_change(weights: np.ndarray, start: np.ndarray) -> float:
+    """||W - W0|| / ||W0||: how far weights moved from where training started, as a share of their size."""
+    return float(np.linalg.norm(weights - start) / max(float(np.linalg.norm(start)), 1e-12))
+
+
 def snapshot_reading(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(conv1's feature maps (32, 24, 24), probabilities (C,)) for one (1, 1, 28, 28) input, eval mode."""
     acts = activations(model, x, mode="eval")

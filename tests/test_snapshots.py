@@ -21,6 +21,17 @@ PER_EPOCH = 30
 KEY = "ab" * 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the tiny batches here gain nothing from two, and on a shared, busy machine
+    OpenMP's spinning threads made these tests ten times slower. Results stay bit-identical between the
+    recorder and the reference, which run in this same process."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def run(tmp_path):
     return RunStore(tmp_path).create(KEY, {"config": CONFIG.to_dict(), "dataset": "mnist"})
@@ -30,17 +41,32 @@ def weights(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def reference_weights(dataset, step: int) -> dict[str, torch.Tensor]:
-    """An independent in-process Trainer with the same config, stopped right after `step` steps."""
-    def stop_at(event):
-        if isinstance(event, BatchEvent) and event.step >= step:
-            raise StopTraining()
+def reference_weights(dataset, steps: tuple[int, ...]) -> dict[int, dict[str, torch.Tensor]]:
+    """An independent in-process Trainer with the same config (no recorder), its weights copied when it
+    reports each of `steps` (log_every=1: a report right after every optimizer step), then stopped."""
+    copies = {}
 
-    trainer = Trainer(TrainConfig(**{**CONFIG.to_dict(), "log_every": 1}), dataset=dataset, callbacks=[stop_at])
-    if step > 0:
+    def copy_at(event):
+        if isinstance(event, BatchEvent) and event.step in steps:
+            copies[event.step] = weights(trainer.model)
+            if event.step == max(steps):
+                raise StopTraining()
+
+    trainer = Trainer(TrainConfig(**{**CONFIG.to_dict(), "log_every": 1}), dataset=dataset, callbacks=[copy_at])
+    if 0 in steps:
+        copies[0] = weights(trainer.model)
+    if max(steps) > 0:
         trainer.fit()
-    assert trainer.step == step
-    return weights(trainer.model)
+    assert trainer.step == max(steps)
+    return copies
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, mnist):
+    """CONFIG trained once with the recorder and the epoch saver: (run, trainer, recorder)."""
+    run = RunStore(tmp_path_factory.mktemp("recorded")).create(KEY, {"config": CONFIG.to_dict(), "dataset": "mnist"})
+    trainer, recorder = record(run, mnist)
+    return run, trainer, recorder
 
 
 def record(run, dataset, stop_at: int | None = None, state: dict | None = None):
@@ -78,18 +104,18 @@ def test_registered_as_a_recorder():
     assert "simplecnn.snapshots:recorder_for" in RECORDER_FACTORIES
 
 
-def test_snapshot_weights_equal_an_independent_trainer_stopped_there(run, mnist):
-    trainer, recorder = record(run, mnist)
+def test_snapshot_weights_equal_an_independent_trainer_stopped_there(recorded, mnist):
+    run, trainer, recorder = recorded
     assert recorder.written == [0, 1, 3, 10]
     listed = list_snapshots(run)
     assert [(s.step, s.kind) for s in listed] == [(0, "step"), (1, "step"), (3, "step"), (10, "step"),
                                                   (30, "epoch"), (60, "epoch")]
+    expected = reference_weights(mnist, (0, 1, 3, 10))
     for snap in listed[:4]:
-        recorded = torch.load(snap.path, weights_only=True)["state_dict"]
-        expected = reference_weights(mnist, snap.step)
-        assert recorded.keys() == expected.keys()
-        for name in expected:
-            assert torch.equal(recorded[name], expected[name]), (snap.step, name)
+        recorded_state = torch.load(snap.path, weights_only=True)["state_dict"]
+        assert recorded_state.keys() == expected[snap.step].keys()
+        for name in expected[snap.step]:
+            assert torch.equal(recorded_state[name], expected[snap.step][name]), (snap.step, name)
     # Consecutive snapshots differ: each step moved the weights.
     conv = [torch.load(s.path, weights_only=True)["state_dict"]["conv1.weight"] for s in listed]
     assert all(not torch.equal(a, b) for a, b in zip(conv, conv[1:]))
@@ -97,8 +123,8 @@ def test_snapshot_weights_equal_an_independent_trainer_stopped_there(run, mnist)
     assert torch.equal(conv[-1], trainer.model.conv1.weight.detach())
 
 
-def test_steps_epochs_and_images_seen(run, mnist):
-    trainer, _ = record(run, mnist)
+def test_steps_epochs_and_images_seen(recorded):
+    run, trainer, _ = recorded
     listed = list_snapshots(run)
     assert [s.images_seen for s in listed] == [0, 16, 48, 160, 480, 960]
     assert listed[-1].images_seen == trainer.history.images_seen  # counted by the trainer itself
@@ -106,8 +132,13 @@ def test_steps_epochs_and_images_seen(run, mnist):
     assert listed[0].label() == "step 0 · before training"
     assert listed[-1].label() == "step 60 · end of epoch 2 · 960 images"
     # Without the recorder's index (a run from before replay), run.json gives the same placement.
-    (run.snapshots_path / snapshots.INDEX_NAME).unlink()
-    assert list_snapshots(run) == listed
+    index = run.snapshots_path / snapshots.INDEX_NAME
+    saved = index.read_bytes()
+    index.unlink()
+    try:
+        assert list_snapshots(run) == listed
+    finally:
+        index.write_bytes(saved)
 
 
 def test_resume_takes_only_the_steps_not_yet_passed(run, mnist):
@@ -120,9 +151,9 @@ def test_resume_takes_only_the_steps_not_yet_passed(run, mnist):
     assert {p.name: p.stat().st_mtime_ns for p in run.snapshots_path.glob("step-*.pt")
             if p.name != "step-0000010.pt"} == mtimes  # untouched
     assert [s.step for s in list_snapshots(run)] == [0, 1, 3, 10, 30, 60]
-    recorded = torch.load(run.snapshot_path(10), weights_only=True)["state_dict"]
-    expected = reference_weights(mnist, 10)
-    assert all(torch.equal(recorded[k], expected[k]) for k in expected)
+    recorded_state = torch.load(run.snapshot_path(10), weights_only=True)["state_dict"]
+    expected = reference_weights(mnist, (10,))[10]
+    assert all(torch.equal(recorded_state[k], expected[k]) for k in expected)
     # A run resumed after its first epoch records nothing more.
     late = Trainer(CONFIG, dataset=mnist)
     late.load_state_dict(second.state_dict())
@@ -131,14 +162,14 @@ def test_resume_takes_only_the_steps_not_yet_passed(run, mnist):
 
 def test_count_bound(run, mnist, monkeypatch):
     monkeypatch.setattr(snapshots, "MAX_STEP_SNAPSHOTS", 2)
-    _, recorder = record(run, mnist)
+    _, recorder = record(run, mnist, stop_at=11)
     assert recorder.written == [0, 1]
     assert sorted(p.name for p in run.snapshots_path.glob("step-*.pt")) == ["step-0000000.pt", "step-0000001.pt"]
 
 
 def test_byte_bound(run, mnist, monkeypatch):
     monkeypatch.setattr(snapshots, "MAX_SNAPSHOT_BYTES", 3 * snapshots.CHECKPOINT_BYTES_ESTIMATE)
-    _, recorder = record(run, mnist)
+    _, recorder = record(run, mnist, stop_at=11)
     assert recorder.written == [0, 1, 3]
     total = sum(p.stat().st_size for p in run.snapshots_path.iterdir())
     assert total <= snapshots.MAX_SNAPSHOT_BYTES
@@ -169,8 +200,8 @@ def test_replay_images_are_the_first_of_each_class(mnist):
     assert idx.tolist() == sorted(expected)
 
 
-def test_confusion_and_reading_match_plain_torch(run, mnist):
-    record(run, mnist)
+def test_confusion_and_reading_match_plain_torch(recorded, mnist):
+    run = recorded[0]
     snap = list_snapshots(run)[2]  # step 3: still mostly wrong, so the matrix has off-diagonal counts
     model = snapshots.load_snapshot(snap)
     idx = snapshots.replay_indices(mnist.test_labels)
@@ -194,3 +225,13 @@ def test_confusion_and_reading_match_plain_torch(run, mnist):
     with torch.no_grad():
         expected_probs = F.softmax(model(x), dim=1)[0].numpy()
     assert np.allclose(probs, expected_probs, atol=1e-6) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_relative_change_is_the_norm_ratio(recorded):
+    run = recorded[0]
+    listed = list_snapshots(run)
+    w0 = torch.load(listed[0].path, weights_only=True)["state_dict"]["conv1.weight"][:, 0].double()
+    w = torch.load(listed[-1].path, weights_only=True)["state_dict"]["conv1.weight"][:, 0].double()
+    expected = float(torch.sqrt(((w - w0) ** 2).sum()) / torch.sqrt((w0 ** 2).sum()))
+    assert snapshots.relative_change(w.float().numpy(), w0.float().numpy()) == pytest.approx(expected, rel=1e-5)
+    assert snapshots.relative_change(w0.numpy(), w0.numpy()) == 0.0
