@@ -29,6 +29,10 @@ def _link_params(fields: Spec) -> dict[str, str]:
 
 def from_link(name: str, fields: Spec) -> list[str]:
     """Apply the settings in the URL to the widgets (call before drawing them); the notes shown."""
+    # The note sits in a container drawn on every run, so that everything below keeps its place when the
+    # note is gone: otherwise the next rerun shifts every element by one and the browser briefly shows
+    # a stale copy of each widget beside the new one (two "Steps" sliders in the browser suite).
+    slot = st.container()
     seen = st.session_state.setdefault(_SEEN, {})
     if name in seen:
         # A link is applied once, when the page first opens in this session (opening a shared link is
@@ -43,10 +47,10 @@ def from_link(name: str, fields: Spec) -> list[str]:
         st.session_state["_keep_" + key] = value  # dashboard.widgets.keep hands it to the widget
         st.session_state.pop(key, None)
     if notes:
-        st.info("Some settings in this link could not be used, so they are at their defaults: "
+        slot.info("Some settings in this link could not be used, so they are at their defaults: "
                 + "; ".join(notes) + ".", icon=":material/link_off:")
     elif values:
-        st.caption(f":material/link: {len(values)} setting{'s' if len(values) != 1 else ''} set from the link.")
+        slot.caption(f":material/link: {len(values)} setting{'s' if len(values) != 1 else ''} set from the link.")
     return notes
 
 
@@ -83,7 +87,8 @@ def share_link(params: dict[str, str]) -> str:
 def share_ui(name: str, fields: Spec) -> str:
     """Mirror the settings in the URL and show "Copy link to these settings"; returns the link."""
     link = share_link(to_link(name, fields))
-    with st.expander("Copy link to these settings", icon=":material/share:"):
+    # Keyed, so that it stays open when the link's one-off note above it is gone on the next rerun.
+    with st.expander("Copy link to these settings", icon=":material/share:", key=f"share_settings_{name}"):
         st.caption("Whoever opens this link gets these settings on this page, with their own runs: it does "
                    "not carry your personal link. The copy button is at the right of the box.")
         st.code(link, language=None, wrap_lines=True)
