@@ -22,6 +22,7 @@ from simplecnn.snapshots import (
     Snapshot,
     list_snapshots,
     load_snapshot,
+    relative_change,
     replay_indices,
     snapshot_reading,
     snapshot_view,
@@ -29,6 +30,7 @@ from simplecnn.snapshots import (
 
 SLIDER_KEY = "replay_step"
 INPUTS = ("Your drawing", "A test digit")
+FILTER_VIEWS = ("Weights", "Change since step 0")
 
 
 # -- computations, cached per snapshot file -------------------------------------------------------
@@ -133,14 +135,28 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
     cols[0].metric("Optimizer steps", f"{snapshot.step:,}", border=True)
     cols[1].metric("Epochs", f"{snapshot.epoch:.2f}", border=True)
     cols[2].metric("Training images seen", f"{snapshot.images_seen:,}", border=True)
-    cols[3].metric(f"Accuracy on {n_images:,} test images", f"{accuracy:.1f}%", border=True,
-                   help=f"The first {REPLAY_PER_CLASS} test images of each class, the same at every snapshot.")
+    cols[3].metric("Test accuracy", f"{accuracy:.1f}%", border=True,
+                   help=f"On {n_images:,} test images, the first {REPLAY_PER_CLASS} of each class: the same "
+                        "images at every snapshot.")
     st.caption(f"Snapshot {position + 1} of {len(snaps)}.")
 
     st.header("conv1's 32 filters")
-    st.caption("Each 5×5 square is one filter's weights: red rewards ink at that spot, blue punishes it. "
-               "The colour range follows this snapshot's largest weight (see the scale).")
-    show_chart(plots.image_grid(filters, titles=[f"filter {i}" for i in range(len(filters))], cols=16,
+    start = snaps[0]
+    start_filters = (_view(str(start.path), _stamp(start), state.dataset_name(), start)[0]
+                     if start.step == 0 else None)
+    shown = filters
+    if start_filters is not None:
+        moved = relative_change(filters, start_filters)
+        st.markdown(f"Since step 0 these weights have moved by **{100 * moved:.1f}%** of their starting size "
+                    "(‖W − W₀‖ / ‖W₀‖).")
+        view = st.segmented_control("Show", FILTER_VIEWS, default=FILTER_VIEWS[0], key="replay_filter_view",
+                                    required=True)
+        if view == FILTER_VIEWS[1]:
+            shown = filters - start_filters
+    st.caption("Each 5×5 square is one filter: red rewards ink at that spot, blue punishes it. \"Change since "
+               "step 0\" shows only what training added to the random start. The colour range follows the "
+               "largest value shown (see the scale).")
+    show_chart(plots.image_grid(shown, titles=[f"filter {i}" for i in range(len(shown))], cols=16,
                                      colorscale=plots.DIVERGING, zmid=0.0), key="replay_filters")
 
     st.header(f"Following {description}")
@@ -170,11 +186,11 @@ st.title("Replay training")
 st.markdown(
     "A run keeps its weights at a few moments as it trains: before the first step, after steps 1, 3, "
     "10, 30, 100, 300 … of the first epoch, and after every epoch. Move the slider to travel through them. "
-    "**What to watch:** at step 0 conv1's filters are random speckle. Within a few hundred steps many of "
-    "them turn into smooth patches: a bar of red beside a bar of blue, an edge or a stroke detector. "
-    "The feature maps sharpen with them, the probabilities move from a near-even spread to one "
-    "confident bar, and the confusion matrix gathers on its diagonal. Most of this happens inside the "
-    "first epoch; later epochs mostly polish.")
+    "**What to watch:** the answers change first. After a few dozen steps the probabilities go from a "
+    "near-even spread to one confident bar and the confusion matrix gathers on its diagonal. conv1's "
+    "filters start as random speckle and change slowly and steadily: with the default settings on all of "
+    "MNIST they move by about a sixth of their starting size in 100 steps and a third in the first epoch. "
+    "Switch to \"Change since step 0\" to see only what training added to the random start.")
 
 runs = _trained_runs()
 if not runs:

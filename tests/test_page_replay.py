@@ -34,7 +34,7 @@ def learner() -> str:
 @pytest.fixture(scope="module")
 def job(learner):
     """A small run trained through the real queue and training process, which writes the snapshots."""
-    return train_run(learner, CONFIG, timeout=240)
+    return train_run(learner, CONFIG, timeout=600)  # minutes when the shared machine is busy
 
 
 def chart(at, key: str) -> dict:
@@ -114,7 +114,11 @@ def test_slider_walks_the_snapshots_and_numbers_match_torch(learner, job, mnist)
         with torch.no_grad():
             accuracy = 100.0 * (model(images).argmax(1) == labels).float().mean().item()
             probs = F.softmax(model(x), dim=1)[0]
-        assert shown["Accuracy on 1,000 test images"] == f"{accuracy:.1f}%"
+        assert shown["Test accuracy"] == f"{accuracy:.1f}%"
+        # How far conv1 moved since step 0, against a norm computed here.
+        w0 = weights_of(job, 0)["conv1.weight"]
+        moved = 100 * float((state["conv1.weight"] - w0).norm() / w0.norm())
+        assert any(f"moved by **{moved:.1f}%**" in m.value for m in at.markdown), moved
         # conv1's filters, as drawn: one heatmap per filter holding that filter's weights.
         filters = chart(at, "replay_filters")["data"]
         assert len(filters) == 32
@@ -134,6 +138,13 @@ def test_slider_walks_the_snapshots_and_numbers_match_torch(learner, job, mnist)
             np.add.at(counts, (labels.numpy(), model(images).argmax(1).numpy()), 1)
         assert np.array_equal(z, counts) and z.sum(1).tolist() == [100] * 10
     assert not np.allclose(seen_filters[0], seen_filters[-1])  # the filters changed as the run trained
+
+    # "Change since step 0": the drawn filters are W - W0.
+    at.segmented_control(key="replay_filter_view").set_value("Change since step 0").run()
+    assert not at.exception
+    change = (weights_of(job, 50)["conv1.weight"] - weights_of(job, 0)["conv1.weight"])[:, 0]
+    drawn = chart(at, "replay_filters")["data"]
+    assert all(np.allclose(array(drawn[i]["z"]), change[i].numpy(), atol=1e-6) for i in (0, 5, 31))
 
 
 def test_follows_the_learners_drawing(learner, job):
