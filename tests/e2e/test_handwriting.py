@@ -88,5 +88,18 @@ def test_draw_label_fine_tune_and_compare(new_page, bundled_path):
     shot = screenshot(page, "handwriting_before_after")
     axe_check(page, "handwriting_before_after")
     assert all(r["after"] == d for r, d in zip(rows, DIGITS)), f"after the fine-tune: {rows}; see {shot} ({text})"
+
+    # Try it on a new 1 it never trained on: the Draw page with the fine-tuned run chosen
+    button(page, "Use it on the Draw page").click()
+    page.wait_for_url(re.compile(r"/draw(\?learner=[0-9a-f]{32})?$"), timeout=30_000)
+    wait_for_text(page, "Draw a digit on the black canvas", timeout=60)  # a fresh, empty canvas
+    assert "your handwriting, from the bundled model" in page.get_by_role("combobox", name="Model").input_value()
+    after_new = draw_and_keep(page, [[(55, 135), (165, 55), (165, 235)]], "1")  # another 1, drawn a little apart
+    nav_link(page, "Your handwriting").click()
+    wait_for_text(page, "Your labelled drawings (3 of at most 200)")
+    unseen = wait_for_text(page, re.compile(r"On the 1 drawing you kept later, which this fine-tune never trained "
+                                            r"on: (\d) of 1 read right before, (\d) of 1 after\."))
+    assert unseen.endswith(f"{int(after_new == '1')} of 1 after."), (unseen, after_new)
+    screenshot(page, "handwriting_unseen")
     assert tab.problems() == [], tab.problems()
-    print(f"fine-tune seen end to end in {seconds:.1f} s")
+    print(f"fine-tune seen end to end in {seconds:.1f} s; a new 1 read as {after_new} by the fine-tuned run")
