@@ -115,9 +115,12 @@ def _shrink_answer() -> tuple[str, str] | None:
     ratio = error_shrink(current[1], 16, 256)
     truth = closest_shrink_option(ratio)
     note = "" if current[0] == settings else " (measured with earlier settings: press Check again to remeasure)"
-    return truth, (f"the mean relative error was {ratio:.2f} times smaller at B = 256 than at B = 16{note}, so the "
-                   f"answer is **{truth}**. Pure averaging of independent per-image gradients predicts √16 = 4; a "
-                   "trained model, whose gradient comes from a few hard images, can fall short of it.")
+    errors = {r.batch_size: float(np.mean(r.relative_errors)) for r in current[1]}
+    return truth, (f"the mean relative error was {errors[16]:.3f} at B = 16 and {errors[256]:.3f} at B = 256 (ratio "
+                   f"{ratio:.2f}){note}, so the answer is **{truth}**. Pure averaging of independent per-image "
+                   "gradients predicts √16 = 4. A trained model's gradient comes from a few hard images, so it "
+                   "can fall far short of that, or the error even grows: a large batch brings in hard images the "
+                   "1,024-image reference lacks.")
 
 
 predict_then_check("Go from batches of 16 images to batches of 256 (16 times more images per step), with the "

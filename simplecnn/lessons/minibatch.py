@@ -79,7 +79,7 @@ def loss_concentration(model: nn.Module, images: torch.Tensor, labels: torch.Ten
 
 # -- lesson 16's question: 16 times more images per batch, how much less error? ----------------------------
 SHRINK_OPTIONS = (("about 16 times smaller", 16.0), ("about 4 times smaller", 4.0), ("about 2 times smaller", 2.0),
-                  ("about the same", 1.0))
+                  ("about the same", 1.0), ("it gets larger (about 2 times)", 0.5))
 
 
 def error_shrink(results: list[BatchNoise], small: int = 16, large: int = 256) -> float:
