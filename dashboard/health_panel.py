@@ -13,16 +13,17 @@ from dashboard.status import follow_refresh, live_fragment
 from simplecnn.health import HEALTH_FILE, read_health
 from simplecnn.health_plots import (dead_relu_figure, histogram_heatmaps, latest_numbers, update_ratio_figure)
 
-WHAT_TO_LOOK_FOR = (
-    "Every few training steps the training process looks closely at one step. **Healthy:** a step changes "
-    "each layer's weights by a small fraction of their size — with Adam at 0.001 this network sits "
-    "between about 0.001 and 0.02 (the often-quoted rule of thumb is 0.001) — and most ReLUs fire for some "
-    "image of each batch. **Learning rate too high:** at 0.1 a single Adam step changes fc1 by more than its "
-    "own size and the run soon diverges; at 0.01 it trains, but most of fc1's ReLUs go dead, and a dead "
-    "ReLU gets exactly zero gradient, so nothing brings it back. **Batch normalization off:** with that "
-    "same 0.01 whole feature maps after conv2 die, which batch norm prevents by re-centring every channel "
-    "on each batch. **Dropout 0.9:** the charts look calm, yet the gradients stay larger than in a "
-    "healthy run and accuracy stays low: the network cannot fit through that much noise.")
+WHAT_TO_LOOK_FOR = """\
+Every few steps the training process takes a close look at one step of each layer.
+* **Healthy:** a step changes a layer's weights by a small fraction of their size (here, with Adam at
+  0.001, between about 0.001 and 0.02), and most ReLUs fire for some image of each batch.
+* **Learning rate too high:** at 0.1 one Adam step changes fc1 by more than its own size; at 0.01 most
+  of fc1's ReLUs die, and a dead ReLU gets exactly zero gradient, so nothing revives it.
+* **Batch normalization off:** at that same 0.01 whole feature maps after conv2 die; batch norm
+  re-centres every channel on each batch and keeps them alive.
+* **Dropout 0.9:** the charts look calm, but the gradients stay larger and the accuracy stays low:
+  the network cannot fit through so much noise.
+"""
 
 
 def layer_health_panel() -> None:
@@ -71,12 +72,11 @@ def _health_body() -> None:
     per_epoch = data.get("batches_per_epoch") or 0
     when = f"step {numbers['step']:,}" + (f" (epoch {numbers['step'] / per_epoch:.2f})" if per_epoch else "")
     st.caption(f"**{run.id}**: {len(data['samples'])} samples, one every {data['every']} steps; newest at {when}.")
-    cols = st.columns(len(numbers["update_ratio"]) + len(numbers["dead_relu"]))
-    for col, (name, ratio) in zip(cols, numbers["update_ratio"].items()):
-        col.metric(f"{name} ‖ΔW‖/‖W‖", f"{ratio:.1e}", help="How much the newest sampled step changed this "
-                   "layer's weights, relative to their size.")
-    for col, (name, dead) in zip(cols[len(numbers["update_ratio"]):], numbers["dead_relu"].items()):
-        col.metric(f"{name} dead", f"{100 * dead:.0f}%", help="Share of this ReLU's units (channels after a "
+    for col, (name, ratio) in zip(st.columns(4), numbers["update_ratio"].items()):
+        col.metric(f"{name}: update / weight", f"{ratio:.1e}", help="‖ΔW‖ / ‖W‖: how much the newest sampled "
+                   "step changed this layer's weights, relative to their size.")
+    for col, (name, dead) in zip(st.columns(4), numbers["dead_relu"].items()):
+        col.metric(f"{name}: dead", f"{100 * dead:.0f}%", help="Share of this ReLU's units (channels after a "
                    "convolution, neurons after fc1) that were 0 for every image of the sampled batch.")
     outside = {name: share for name, share in numbers["weights_outside"].items() if share > 0}
     if outside:

@@ -252,7 +252,7 @@ class HealthRecorder:
         self.health = attach_health(trainer, every=every, samples=samples, max_samples=max_samples)
         self.batches_per_epoch = trainer.batches_per_epoch
         self._written = 0  # health.recorded at the last write
-        self._last_write = time.monotonic()
+        self._last_write = -math.inf  # the first sample is written at once, so the page has something soon
 
     def on_event(self, trainer, event: object) -> None:
         from .training import EpochEvent

@@ -45,8 +45,11 @@ def update_ratio_figure(health: dict | None, height: int = 340) -> go.Figure:
             marker=dict(symbol=MARKERS[i % len(MARKERS)], size=7),
             hovertemplate=f"{name}<br>step %{{x}} (%{{customdata}})<br>‖ΔW‖/‖W‖ = %{{y:.2e}}<extra></extra>"))
     fig.add_hrect(y0=BAND[0], y1=BAND[1], fillcolor=COLORS[2], opacity=0.10, line_width=0, layer="below")
-    fig.add_hline(y=RULE_OF_THUMB, line=dict(color=COLORS[7], dash="dot", width=1.5),
-                  annotation_text="≈ 1e-3, the usual rule of thumb", annotation_position="top left")
+    fig.add_hline(y=RULE_OF_THUMB, line=dict(color=COLORS[7], dash="dot", width=1.5))
+    # On a log axis an annotation's y is log10 of the value (add_hline's own label would land at 10^0.001).
+    fig.add_annotation(x=0, xref="paper", y=np.log10(RULE_OF_THUMB), yref="y", showarrow=False,
+                       text="1e-3: the usual rule of thumb", xanchor="left", yanchor="bottom",
+                       font=dict(size=11, color=COLORS[7]))
     if not steps:
         _empty_note(fig, "No samples yet: the first is taken on the first training step.")
     return _style(fig, height, "How much one step changes each layer: ‖ΔW‖ / ‖W‖",
@@ -64,7 +67,8 @@ def dead_relu_figure(health: dict | None, height: int = 320) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=steps, y=dead, name=RELU_TITLES.get(name, name), mode="lines+markers",
             customdata=_epoch_hover(health),
-            line=dict(color=COLORS[(i + 4) % len(COLORS)], dash=DASHES[i % len(DASHES)], width=2),
+            # relu1 follows conv1, relu2 conv2, relu3 fc1: each takes its layer's colour, dash and marker
+            line=dict(color=COLORS[i % len(COLORS)], dash=DASHES[i % len(DASHES)], width=2),
             marker=dict(symbol=MARKERS[i % len(MARKERS)], size=7),
             hovertemplate=f"{name}<br>step %{{x}} (%{{customdata}})<br>%{{y:.1f}}% never fired<extra></extra>"))
     if not steps:

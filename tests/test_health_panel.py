@@ -62,9 +62,9 @@ def test_panel_shows_the_newest_sample_and_draws_every_stored_one(trained):
     newest = stored["samples"][-1]
     metrics = {m.label: m.value for m in at.metric}
     for name, ratio in newest["update_ratio"].items():
-        assert metrics[f"{name} ‖ΔW‖/‖W‖"] == f"{ratio:.1e}"
+        assert metrics[f"{name}: update / weight"] == f"{ratio:.1e}"
     for name, dead in newest["dead_relu"].items():
-        assert metrics[f"{name} dead"] == f"{100 * dead:.0f}%"
+        assert metrics[f"{name}: dead"] == f"{100 * dead:.0f}%"
     assert any("4 samples, one every 2 steps; newest at step 6" in c.value for c in at.caption)
 
     ratio = chart(at, "health_ratio")
