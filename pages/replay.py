@@ -22,6 +22,7 @@ from simplecnn.snapshots import (
     Snapshot,
     list_snapshots,
     load_snapshot,
+    neighbour_correlation,
     relative_change,
     replay_indices,
     snapshot_reading,
@@ -149,6 +150,13 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
         moved = relative_change(filters, start_filters)
         st.markdown(f"Since step 0 these weights have moved by **{100 * moved:.1f}%** of their starting size "
                     "(‖W − W₀‖ / ‖W₀‖).")
+        if snapshot.step > 0:
+            st.markdown(f"How smooth? The correlation of each weight with its right and lower neighbour is "
+                        f"**{neighbour_correlation(filters):.2f}** in these weights and "
+                        f"**{neighbour_correlation(filters - start_filters):.2f}** in the change since step 0. "
+                        "Random noise scores about 0, smooth strokes and edges score high: training adds "
+                        "smooth patterns on top of the random start, which still outweighs them after an epoch "
+                        "or two.")
         view = st.segmented_control("Show", FILTER_VIEWS, default=FILTER_VIEWS[0], key="replay_filter_view",
                                     required=True)
         if view == FILTER_VIEWS[1]:
@@ -188,8 +196,8 @@ st.markdown(
     "10, 30, 100, 300 … of the first epoch, and after every epoch. Move the slider to travel through them. "
     "**What to watch:** the answers change first. After a few dozen steps the probabilities go from a "
     "near-even spread to one confident bar and the confusion matrix gathers on its diagonal. conv1's "
-    "filters start as random speckle and change slowly and steadily: with the default settings on all of "
-    "MNIST they move by about a sixth of their starting size in 100 steps and a third in the first epoch. "
+    "filters start as random speckle and change slowly and steadily; the line above them says how far they "
+    "have moved since step 0. "
     "Switch to \"Change since step 0\" to see only what training added to the random start.")
 
 runs = _trained_runs()

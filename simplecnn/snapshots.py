@@ -223,6 +223,14 @@ def relative_change(weights: np.ndarray, start: np.ndarray) -> float:
     return float(np.linalg.norm(weights - start) / max(float(np.linalg.norm(start)), 1e-12))
 
 
+def neighbour_correlation(filters: np.ndarray) -> float:
+    """Pearson correlation of each weight with its right and its lower neighbour in the same (k, k) filter,
+    over all filters (N, k, k): about 0 for random noise, high for smooth strokes, edges and blobs."""
+    a = np.concatenate([filters[:, :, :-1].ravel(), filters[:, :-1, :].ravel()]).astype(np.float64)
+    b = np.concatenate([filters[:, :, 1:].ravel(), filters[:, 1:, :].ravel()]).astype(np.float64)
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def snapshot_reading(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(conv1's feature maps (32, 24, 24), probabilities (C,)) for one (1, 1, 28, 28) input, eval mode."""
     acts = activations(model, x, mode="eval")

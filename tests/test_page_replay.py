@@ -119,6 +119,16 @@ def test_slider_walks_the_snapshots_and_numbers_match_torch(learner, job, mnist)
         w0 = weights_of(job, 0)["conv1.weight"]
         moved = 100 * float((state["conv1.weight"] - w0).norm() / w0.norm())
         assert any(f"moved by **{moved:.1f}%**" in m.value for m in at.markdown), moved
+        if step > 0:  # smoothness: Pearson correlation of neighbouring weights, computed here with torch
+            def pearson(w):  # w: (32, 5, 5)
+                a = torch.cat([w[:, :, :-1].flatten(), w[:, :-1, :].flatten()]).double()
+                b = torch.cat([w[:, :, 1:].flatten(), w[:, 1:, :].flatten()]).double()
+                a, b = a - a.mean(), b - b.mean()
+                return float((a * b).sum() / (a.norm() * b.norm()))
+            w = state["conv1.weight"][:, 0]
+            line = (f"**{pearson(w):.2f}** in these weights and **{pearson(w - w0[:, 0]):.2f}** in the change "
+                    "since step 0")
+            assert any(line in m.value for m in at.markdown), line
         # conv1's filters, as drawn: one heatmap per filter holding that filter's weights.
         filters = chart(at, "replay_filters")["data"]
         assert len(filters) == 32

@@ -235,3 +235,16 @@ def test_relative_change_is_the_norm_ratio(recorded):
     expected = float(torch.sqrt(((w - w0) ** 2).sum()) / torch.sqrt((w0 ** 2).sum()))
     assert snapshots.relative_change(w.float().numpy(), w0.float().numpy()) == pytest.approx(expected, rel=1e-5)
     assert snapshots.relative_change(w0.numpy(), w0.numpy()) == 0.0
+
+
+def test_neighbour_correlation_against_a_plain_pearson():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(32, 5, 5))
+    pairs = [(f[r, c], f[r, c + 1]) for f in noise for r in range(5) for c in range(4)]
+    pairs += [(f[r, c], f[r + 1, c]) for f in noise for r in range(4) for c in range(5)]
+    x, y = (np.array(v) for v in zip(*pairs))
+    pearson = ((x - x.mean()) * (y - y.mean())).sum() / np.sqrt(((x - x.mean()) ** 2).sum() * ((y - y.mean()) ** 2).sum())
+    assert snapshots.neighbour_correlation(noise) == pytest.approx(pearson, abs=1e-12)
+    assert abs(pearson) < 0.1  # noise: neighbours unrelated
+    ramp = np.tile(np.add.outer(np.arange(5.0), np.arange(5.0)), (3, 1, 1)) * rng.normal(size=(3, 1, 1))
+    assert snapshots.neighbour_correlation(ramp) > 0.7  # smooth ramps: neighbours agree

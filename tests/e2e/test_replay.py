@@ -22,6 +22,8 @@ from .conftest import (
     wait_until,
 )
 
+from .test_accessibility import check_page  # noqa: E402
+
 VERSION = re.compile(r"Weights version (\d+)")
 
 
@@ -120,5 +122,6 @@ def test_results_live_then_replay_slider(new_page):
     assert max(probs_end) > max(probs0)  # a trained network is surer than the untrained one
     assert accuracy(page) > accuracy0 + 20, (accuracy0, accuracy(page))  # from chance towards reading digits
     screenshot(page, "replay_trained")
+    check_page(page, "replay_trained")  # axe: no serious or critical violation, headings in order
     assert exception_boxes(page) == []
     assert tab.problems() == [], tab.problems()
