@@ -11,47 +11,14 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.charts import show_chart
+from dashboard.comparison_ui import comparison_job, comparison_progress, stored_runs
 from dashboard.identity import learner
 from simplecnn.classroom import RunRefused
-from simplecnn.comparison import load_result
 from simplecnn.lessons.adam_bias import ADAM_VARIANTS, AdamRun, adam_config, constant_gradient_ratio
 from simplecnn.lessons.adam_bias_figure import adam_bias_figure
 
 RESULT_NAME = "lesson-08-adam-bias"  # the learner's last pair of runs, kept on disk
 RUNNER = "adam_bias"
-
-
-def _job():
-    """The learner's comparison job if it is this lesson's (lesson 12 shares the one slot)."""
-    job = state.classroom().comparison(learner())
-    return job if job is not None and getattr(job, "runner", None) == RUNNER else None
-
-
-def _stored() -> tuple[list[AdamRun] | None, dict | None]:
-    result = load_result(state.classroom().comparison_path(learner(), RESULT_NAME))
-    if result is None:
-        return None, None
-    try:
-        return [AdamRun(**r) for r in result["runs"]], result.get("settings")
-    except TypeError:
-        return None, None
-
-
-def _progress() -> None:
-    """While the runs wait or train: progress and Stop, refreshed every second; the page redraws at the end."""
-    job = _job()
-    if job is None or not job.active:
-        if st.session_state.pop("adam_real_was_active", False):
-            st.rerun()
-        if job is not None and job.status == "failed":
-            st.error(job.message)
-        return
-    st.session_state["adam_real_was_active"] = True
-    position = state.scheduler().position(job)
-    st.progress(min(job.progress, 1.0), text=f"Waiting for a free training slot (position {position})"
-                if position else job.progress_text)
-    if st.button("Stop the runs", key="adam_real_stop", icon=":material/stop:"):
-        job.stop()
 
 
 def _results(runs: list[AdamRun]) -> None:
@@ -87,7 +54,7 @@ def real_run_section(revealed: bool) -> None:
                           format_func=lambda a: f"{a:g}")
     steps = c2.select_slider("steps (batches of 64)", options=[10, 20, 40, 60], value=40, key="adam_real_steps")
     settings = {"lr": lr, "steps": steps}
-    job = _job()
+    job = comparison_job(RUNNER)
     running = job is not None and job.active
     if st.button("Train both runs", type="primary", disabled=running, key="adam_real_train"):
         try:
@@ -96,8 +63,8 @@ def real_run_section(revealed: bool) -> None:
             running = True
         except RunRefused as exc:
             st.warning(str(exc))
-    st.fragment(run_every=1.0 if running else None)(_progress)()
-    runs, ran_with = _stored()
+    st.fragment(run_every=1.0 if running else None)(comparison_progress)(RUNNER, "adam_real", "Stop the runs")
+    runs, ran_with = stored_runs(RESULT_NAME, AdamRun)
     if not runs:
         if not running:
             st.info("Press **Train both runs**: two short trainings wait for a free training slot like every "

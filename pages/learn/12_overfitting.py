@@ -7,8 +7,8 @@ from dashboard import nav, state
 from dashboard.lesson_settings import lesson_link, setting
 from dashboard.identity import learner
 from dashboard.state import active_model, shared_dataset
+from dashboard.comparison_ui import comparison_job, comparison_progress, stored_runs
 from simplecnn.classroom import RunRefused
-from simplecnn.comparison import load_result
 from simplecnn.lessons.figures_b import training_curves_figure
 from simplecnn.lessons.regularization import TinyRun, overfitting_variants
 from simplecnn.data import split_indices
@@ -45,17 +45,6 @@ def configs() -> dict[str, TrainConfig]:
                               log_every=2, seed=0, **variants[name]) for name in chosen}
 
 
-def stored_runs() -> tuple[list[TinyRun] | None, dict | None]:
-    """The learner's last finished comparison (kept on disk) and the settings it was run with."""
-    result = load_result(state.classroom().comparison_path(learner(), RESULT_NAME))
-    if result is None:
-        return None, None
-    try:
-        return [TinyRun(**r) for r in result["runs"]], result.get("settings")
-    except TypeError:
-        return None, None
-
-
 def run_all() -> None:
     """Queue every chosen variant as one comparison: trained in a worker process, like the Train page's runs."""
     try:
@@ -64,32 +53,14 @@ def run_all() -> None:
         st.warning(str(exc))
 
 
-def comparison_progress() -> None:
-    """While the comparison waits or trains: its progress, refreshed every second; the page redraws at the end."""
-    job = state.classroom().comparison(learner())
-    if job is None or not job.active:
-        if st.session_state.pop("of_was_active", False):
-            st.rerun()
-        if job is not None and job.status == "failed":
-            st.error(job.message)
-        return
-    st.session_state["of_was_active"] = True
-    position = state.scheduler().position(job)
-    text = f"Waiting for a free training slot (position {position})" if position else job.progress_text
-    st.progress(min(job.progress, 1.0), text=text)
-    if st.button("Stop the comparison", key="of_stop", icon=":material/stop:"):
-        job.stop()
-
-
-comparing = (state.classroom().comparison(learner()) is not None
-             and state.classroom().comparison(learner()).active)
+comparing = comparison_job("overfitting") is not None and comparison_job("overfitting").active
 if st.button("Train", type="primary", disabled=not chosen or comparing, key="of_train"):
     run_all()
     comparing = True
     st.session_state["of_checked"] = st.session_state["of_revealed"] = False  # new runs: predict again
-st.fragment(run_every=1.0 if comparing else None)(comparison_progress)()
+st.fragment(run_every=1.0 if comparing else None)(comparison_progress)("overfitting", "of", "Stop the comparison")
 
-runs, ran_with = stored_runs()
+runs, ran_with = stored_runs(RESULT_NAME, TinyRun)
 # The curves answer the question at the bottom: they stay hidden until it is checked (or skipped).
 revealed = (len(chosen) < 2 or st.session_state.get("of_revealed")
             or (st.session_state.get("of_checked") and st.session_state.get("of_guess") is not None))
