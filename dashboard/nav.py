@@ -8,7 +8,6 @@ HOME = "pages/home.py"
 TRAIN = "pages/train.py"
 DRAW = "pages/draw.py"
 HANDWRITING = "pages/handwriting.py"
-HANDWRITING = "pages/handwriting.py"
 INSIDE = "pages/inside.py"
 EXPLAIN = "pages/explain.py"
 RESULTS = "pages/results.py"
@@ -22,7 +21,6 @@ DASHBOARD_PAGES = [
     (HOME, "Home", ":material/home:"),
     (TRAIN, "Train", ":material/model_training:"),
     (DRAW, "Draw", ":material/draw:"),
-    (HANDWRITING, "Your handwriting", ":material/edit_note:"),
     (HANDWRITING, "Your handwriting", ":material/edit_note:"),
     (INSIDE, "Inside the network", ":material/biotech:"),
     (EXPLAIN, "Explain", ":material/psychology:"),

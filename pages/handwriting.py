@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import nav, state
-from dashboard.handwriting import (ICON, comparison, current_fine_tune, drawing_store, fine_tune_runs,
+from dashboard.handwriting import (comparison, current_fine_tune, drawing_store, fine_tune_runs,
                                    picture, unseen_scores)
 from dashboard.identity import learner
 from dashboard.status import follow_refresh, live_fragment, progress_text

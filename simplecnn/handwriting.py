@@ -318,7 +318,3 @@ def start_fine_tune(classroom, learner: str, drawings: list[LabelledDrawing], ba
             pass
         raise
 
-
-def is_fine_tune(run_dir) -> bool:
-    """Whether a run's folder holds a fine-tune's examples."""
-    return run_dir.examples_path.exists()

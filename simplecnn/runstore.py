@@ -10,8 +10,6 @@ Layout under the root (`SIMPLECNN_RUNS_DIR`, default `runs/`)::
     learners/<learner key>/<run id>/epochs/epoch-NNN.pt   weights after epoch NNN
     learners/<learner key>/<run id>/init.pt, examples.pt   a fine-tune's start (simplecnn.handwriting)
     learners/<learner key>/handwriting/d-*.pt    labelled drawings (simplecnn.handwriting)
-    learners/<learner key>/<run id>/init.pt, examples.pt   a fine-tune's start (simplecnn.handwriting)
-    learners/<learner key>/handwriting/d-*.pt    labelled drawings (simplecnn.handwriting)
     learners/<learner key>/<run id>/snapshots/step-NNNNNNN.pt   weights after step N of epoch 1 (replay)
 
 Every file is written atomically (temporary file, fsync, rename), so a reader sees the old version
@@ -84,8 +82,6 @@ class RunDir:
     latest_path = property(lambda self: self.path / "latest.pt")
     stop_path = property(lambda self: self.path / "stop.request")  # a Stop from another web server
     epochs_path = property(lambda self: self.path / "epochs")
-    init_path = property(lambda self: self.path / "init.pt")  # a fine-tune's starting weights
-    examples_path = property(lambda self: self.path / "examples.pt")  # a fine-tune's own examples
     init_path = property(lambda self: self.path / "init.pt")  # a fine-tune's starting weights
     examples_path = property(lambda self: self.path / "examples.pt")  # a fine-tune's own examples
     snapshots_path = property(lambda self: self.path / "snapshots")  # replay weights within epoch 1

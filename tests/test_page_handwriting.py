@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
