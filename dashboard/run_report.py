@@ -77,3 +77,46 @@ def report_button(entry, key: str, result: EvaluationResult | None = None) -> bo
              "most confident mistakes, compute path and speed, and the PyTorch script. Made on the test set "
              "when you press it (a few seconds).")
     return True
+
+
+def checkpoint_report_bytes(run_id: str, label: str, meta: dict, result: EvaluationResult, dataset,
+                            dataset_name: str, cache: dict) -> Callable[[], bytes]:
+    """A no-argument function returning the report of a checkpoint's model (its meta's config and
+    history; `result` its test-set evaluation) as UTF-8 bytes, kept in `cache` like report_bytes."""
+    key = (run_id, "checkpoint", dataset_name)
+
+    def make() -> bytes:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        data = build_report(run_id=run_id, label=label, config=meta["config"], history=meta.get("history") or {},
+                            result=result, images=dataset.test_images, classes=dataset.classes,
+                            dataset=dataset_name, status="finished").encode("utf-8")
+        cache.clear()  # one report per session: each is ~5 MB
+        cache[key] = data
+        return data
+
+    return make
+
+
+def checkpoint_report_button(run_id: str, label: str, meta: dict, result: EvaluationResult, key: str) -> bool:
+    """The same button for a model that is no run of this learner (the bundled one): its settings and
+    curves come from the checkpoint's own metadata (config, history), its test result from the page."""
+    from dashboard import state
+    from simplecnn.data import DataError
+
+    if not meta.get("config"):
+        return False
+    try:
+        dataset = state.dataset()
+    except DataError:
+        return False
+    cache = st.session_state.setdefault(CACHE_KEY, {})
+    make = checkpoint_report_bytes(run_id, label, meta, result, dataset, state.dataset_name(), cache)
+    st.download_button(
+        "Download the model report (HTML)", make, file_name=file_name(run_id), mime="text/html",
+        icon=":material/summarize:", key=key, on_click="ignore",
+        help="One HTML file that opens offline: the settings and curves this model was trained with (from "
+             "its checkpoint), per-class accuracy, confusion matrix, most confident mistakes and the PyTorch "
+             "script.")
+    return True

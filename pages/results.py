@@ -15,7 +15,7 @@ import torch
 from dashboard.charts import show_chart
 from dashboard import nav, state
 from dashboard.images import png_data_uri
-from dashboard.run_report import report_button
+from dashboard.run_report import checkpoint_report_button, report_button
 from simplecnn import plots
 from simplecnn.data import split_indices
 from simplecnn.evaluation import EvaluationResult, evaluate
@@ -148,7 +148,9 @@ def _test_results(key: str, ds) -> None:
         st.warning("This model is no longer available: pick another one above.")
         return
     result, _ = outcome
-    report_button(state.runs().get(key), key="results_report", result=result)
+    if not report_button(state.runs().get(key), key="results_report", result=result) and key == state.BUNDLED:
+        checkpoint_report_button(state.BUNDLED, "Bundled model (pretrained)", state.bundled_model_meta(), result,
+                                 key="results_report")
     _show_test_result(result, ds)
 
 

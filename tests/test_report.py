@@ -242,13 +242,35 @@ def test_the_page_offers_the_report_of_a_finished_run(finished_run, page):
     assert button.proto.ignore_rerun  # pressing it does not rerun the page
 
 
-def test_no_report_for_the_bundled_model(bundled_path):
+def test_the_bundled_model_gets_a_model_report_not_a_run_report(bundled_path):
     from tests.conftest import ROOT
     from tests.helpers import new_learner, page_as
 
     at = page_as(str(ROOT / "pages/results.py"), new_learner(), timeout=120).run()
     assert not at.exception, at.exception
-    assert report_labels(at) == []  # the bundled model is not a run of this learner: nothing to report
+    assert report_labels(at) == []  # the bundled model is not a run of this learner ...
+    (button,) = [b for b in at.get("download_button") if "model report" in b.proto.label]
+    assert button.proto.label == "Download the model report (HTML)"  # ... but its checkpoint has a report
+    assert button.proto.deferred_file_id and button.proto.ignore_rerun
+
+
+def test_the_bundled_models_report_has_its_checkpoint_settings_and_a_plain_torch_accuracy(bundled_path, mnist):
+    from dashboard.run_report import checkpoint_report_bytes
+    from simplecnn.checkpoints import load_checkpoint
+
+    model, meta = load_checkpoint(bundled_path)
+    with torch.no_grad():
+        preds = torch.cat([model(to_float(mnist.test_images[i:i + 2000])).argmax(1) for i in range(0, 10_000, 2000)])
+    result = evaluate(model, mnist.test_images, mnist.test_labels, num_classes=10)
+    cache: dict = {}
+    make = checkpoint_report_bytes("bundled", "Bundled model (pretrained)", meta, result, mnist, "mnist", cache)
+    data = make()
+    parsed = Tables(data.decode("utf-8"))
+    summary = dict(parsed.tables["summary"][1:])
+    assert summary["Accuracy (%)"] == f"{100.0 * (preds == mnist.test_labels).float().mean().item():.2f}"
+    settings = dict(parsed.tables["settings"][1:])
+    assert settings["epochs"] == str(meta["config"]["epochs"]) and settings["batch_size"] == str(meta["config"]["batch_size"])
+    assert list(cache) == [("bundled", "checkpoint", "mnist")] and make() is data
 
 
 def test_the_button_data_is_the_runs_report_evaluated_on_the_test_set_and_cached(finished_run, mnist):
