@@ -16,7 +16,8 @@ import pytest
 
 from dashboard import nav
 
-from .conftest import goto, nav_link, open_tab, page_url_path, screenshot, wait_idle, wait_until
+from .conftest import (button, goto, nav_link, open_tab, page_url_path, screenshot, set_slider, wait_for_run, wait_idle,
+                       wait_until)
 from .test_accessibility import check_page
 
 PAGES = nav.DASHBOARD_PAGES + nav.LESSON_PAGES
@@ -124,3 +125,19 @@ def test_learner_picks_dark_and_light_in_the_main_menu(new_page):
     wait_until(lambda: page.get_by_test_id("stMainMenuPopover").count() == 0, timeout=10, message="the menu to close")
     pick("Light")
     wait_until(lambda: not is_dark(page), timeout=20, message="the light theme")
+
+
+def test_training_curves_in_dark_theme(new_page):
+    """A small run's live curves on the dark page: readable, no white box, axe-clean when finished."""
+    tab = new_page(color_scheme="dark")
+    page = tab.page
+    goto(page, page_url_path(nav.TRAIN))
+    set_slider(page, "Training images (train + validation)", "500")
+    button(page, "Start").click()
+    wait_for_run(page, "finished", timeout=600)
+    wait_until(lambda: page.locator(".js-plotly-plot").count(), timeout=60, message="the curves")
+    time.sleep(1.0)
+    assert is_dark(page)
+    screenshot(page, "theme_dark_train_curves")
+    assert not white_chart_backgrounds(page)
+    check_page(page, "dark_train_finished")
