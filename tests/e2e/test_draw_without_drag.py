@@ -28,7 +28,8 @@ def open_draw(new_page, **context):
 
 def choose_input(page, name: str) -> None:
     """Pick one of the chooser's options (a st.radio) by clicking its label."""
-    page.locator('[data-testid="stMain"] [role="radiogroup"]').first.get_by_text(name, exact=True).click()
+    chooser = page.locator('[data-testid="stMain"] [data-testid="stRadio"]').filter(has_text="Paint cells")
+    chooser.get_by_text(name, exact=True).click()
     wait_idle(page)
 
 
@@ -201,4 +202,26 @@ def test_touch_drawing_on_a_tablet(new_page, bundled_path):
     text = read(page, "1")
     shot = screenshot(page, "draw_touch")
     assert text == "Prediction: 1", f"the page read {text!r}; see {shot}"
+    assert tab.problems() == [], tab.problems()
+
+
+def test_explain_takes_painted_cells(new_page, bundled_path):
+    """Explain shares the chooser: Your drawing -> Paint cells, six clicks, and the model answers 1."""
+    tab = new_page(viewport={"width": 1400, "height": 1400})
+    page = tab.page
+    goto(page, "/explain")
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("radio", name="Your drawing").click()
+    wait_idle(page)
+    choose_input(page, "Paint cells")
+    main.get_by_text("2×2 cells", exact=True).click()
+    wait_idle(page)
+    assert_axe_clean(page, "explain_grid")
+    for row in range(2, 13, 2):
+        cell(page, row, 7).click()
+    wait_until(lambda: "The model says 1" in main.inner_text(), timeout=60, message="Explain's answer")
+    assert "Input: your painted cells" in main.inner_text()
+    wait_idle(page)
+    wait_until(lambda: not main.get_by_text("Draw a digit, or paint").count(), timeout=30, message="the hint gone")
+    screenshot(page, "explain_grid")
     assert tab.problems() == [], tab.problems()
