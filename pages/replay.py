@@ -57,6 +57,11 @@ def _reading(path: str, stamp: int, pixels: np.ndarray, _snapshot: Snapshot) -> 
     return snapshot_reading(load_snapshot(_snapshot), torch.from_numpy(pixels))
 
 
+def _two(value: float) -> str:
+    """Two decimals, without the "-0.00" of a tiny negative number."""
+    return f"{value:.2f}".replace("-0.00", "0.00")
+
+
 # -- the image to follow --------------------------------------------------------------------------
 def _drawing() -> torch.Tensor | None:
     """The Draw page's latest prepared input (1, 1, 28, 28), or None when there is none to use."""
@@ -152,8 +157,8 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
                     "(‖W − W₀‖ / ‖W₀‖).")
         if snapshot.step > 0:
             st.markdown(f"How smooth? The correlation of each weight with its right and lower neighbour is "
-                        f"**{neighbour_correlation(filters):.2f}** in these weights and "
-                        f"**{neighbour_correlation(filters - start_filters):.2f}** in the change since step 0. "
+                        f"**{_two(neighbour_correlation(filters))}** in these weights and "
+                        f"**{_two(neighbour_correlation(filters - start_filters))}** in the change since step 0. "
                         "Random noise scores about 0, smooth strokes and edges score high: training adds "
                         "smooth patterns on top of the random start, which still outweighs them after an epoch "
                         "or two.")

@@ -126,7 +126,8 @@ def test_slider_walks_the_snapshots_and_numbers_match_torch(learner, job, mnist)
                 a, b = a - a.mean(), b - b.mean()
                 return float((a * b).sum() / (a.norm() * b.norm()))
             w = state["conv1.weight"][:, 0]
-            line = (f"**{pearson(w):.2f}** in these weights and **{pearson(w - w0[:, 0]):.2f}** in the change "
+            two = lambda v: f"{v:.2f}".replace("-0.00", "0.00")  # noqa: E731
+            line = (f"**{two(pearson(w))}** in these weights and **{two(pearson(w - w0[:, 0]))}** in the change "
                     "since step 0")
             assert any(line in m.value for m in at.markdown), line
         # conv1's filters, as drawn: one heatmap per filter holding that filter's weights.

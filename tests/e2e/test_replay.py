@@ -123,5 +123,11 @@ def test_results_live_then_replay_slider(new_page):
     assert accuracy(page) > accuracy0 + 20, (accuracy0, accuracy(page))  # from chance towards reading digits
     screenshot(page, "replay_trained")
     check_page(page, "replay_trained")  # axe: no serious or critical violation, headings in order
+
+    # What training added to conv1: the change since step 0, drawn instead of the weights.
+    page.get_by_text("Change since step 0", exact=True).click()
+    wait_idle(page)
+    wait_until(lambda: replay_state(page)[0] != filters_end, timeout=30, message="the change to be drawn")
+    screenshot(page, "replay_change_since_step0")
     assert exception_boxes(page) == []
     assert tab.problems() == [], tab.problems()
