@@ -75,13 +75,14 @@ def main() -> None:
     config = TrainConfig(epochs=1, subset=args.subset, validation_split=0.0, batch_size=args.batch_size,
                          seed=0, device="cpu")
     one_run(config, dataset, None)  # warm-up: first-call costs (allocator, kernels) out of the timings
-    runs = {"without": [], "with": []}
+    runs = {"without": [], "with": [], "every step": []}
     samples = 0
-    for _ in range(args.rounds):  # alternate, so a slow spell of the machine hits both sides
+    for _ in range(args.rounds):  # alternate, so a slow spell of the machine hits all sides
         runs["without"].append(one_run(config, dataset, None))
         result = one_run(config, dataset, args.every)
         runs["with"].append(result)
         samples = result[2]
+        runs["every step"].append(one_run(config, dataset, 1))
     steps = -(-args.subset // args.batch_size)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"Run: Adam, batch {args.batch_size}, {args.subset} images = {steps} steps, health every {args.every} "
@@ -89,6 +90,8 @@ def main() -> None:
     for column, clock in ((0, "wall-clock"), (1, "CPU-time")):
         medians = {}
         for side, results in runs.items():
+            if side == "every step":
+                continue
             values = [r[column] for r in results]
             medians[side] = statistics.median(values)
             print(f"  {clock} images/s {side:>7} health: " + ", ".join(f"{v:,.0f}" for v in values)
@@ -96,6 +99,14 @@ def main() -> None:
         ratio = medians["with"] / medians["without"]
         print(f"{clock}: throughput with health / without = {ratio:.3f} -> cost {100 * (1 - ratio):.1f} % "
               "(goal <= 5 %)")
+    # The cost of one sample, from runs that sample every step: CPU seconds per step with and without.
+    plain_step = args.batch_size / statistics.median(r[1] for r in runs["without"])
+    sampled_step = args.batch_size / statistics.median(r[1] for r in runs["every step"])
+    extra = sampled_step - plain_step
+    print(f"CPU time per step: {1e3 * plain_step:.1f} ms plain, {1e3 * sampled_step:.1f} ms when every step is "
+          f"sampled: a sample costs {1e3 * extra:.1f} ms = {extra / plain_step:.2f} steps; sampling every "
+          f"{args.every} steps -> {100 * extra / (args.every * plain_step):.1f} % (every 10: "
+          f"{100 * extra / (10 * plain_step):.1f} %, every 50: {100 * extra / (50 * plain_step):.1f} %)")
 
 
 if __name__ == "__main__":
