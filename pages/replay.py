@@ -166,7 +166,7 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
                                     required=True)
         if view == FILTER_VIEWS[1]:
             shown = filters - start_filters
-    st.caption("Each 5×5 square is one filter: red rewards ink at that spot, blue punishes it. \"Change since "
+    st.caption("Each 5×5 square is one filter: orange rewards ink at that spot, blue punishes it. \"Change since "
                "step 0\" shows only what training added to the random start. The colour range follows the "
                "largest value shown (see the scale).")
     show_chart(plots.image_grid(shown, titles=[f"filter {i}" for i in range(len(shown))], cols=16,
@@ -176,7 +176,7 @@ def _show(snapshot: Snapshot, snaps: list[Snapshot], x: torch.Tensor, descriptio
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**conv1's 32 feature maps** (24×24): each filter slid over the image. Where a map is "
-                    "red, the image looks like that filter's red pattern.")
+                    "orange, the image looks like that filter's orange pattern.")
         show_chart(plots.image_grid(maps, titles=[f"#{i}" for i in range(len(maps))], cols=8,
                                          colorscale=plots.DIVERGING, zmid=0.0), key="replay_maps")
     with right:
