@@ -57,7 +57,7 @@ def _array(values) -> np.ndarray:
 def _traces(at, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
     data = json.loads(chart.proto.spec)["data"]
-    return {t["name"]: (_array(t["x"]), _array(t["y"])) for t in data if t.get("name") and t.get("mode") == "lines"}
+    return {t["name"]: (_array(t["x"]), _array(t["y"])) for t in data if t.get("name") and str(t.get("mode", "")).startswith("lines")}
 
 
 def _answer(at, prefix: str, choice) -> str:
