@@ -7,7 +7,6 @@ by epoch. Work is cached by a hash of the canvas pixels, so an unchanged drawing
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -44,11 +43,6 @@ class Reading:
     predicted: int
     saliency: np.ndarray  # (28, 28) |d logit / d pixel| of the predicted class
     milliseconds: float  # preparation + prediction time
-
-
-def image_digest(image: np.ndarray) -> str:
-    """A short fingerprint of the canvas pixels: equal drawings give equal digests."""
-    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
 
 
 def model_tag() -> tuple[str | None, int]:
@@ -187,15 +181,18 @@ def current_reading(image: np.ndarray | None, digest: str | None, ink: str = "li
 
 
 def prediction_panel(image: np.ndarray | None, digest: str | None, classes: tuple[str, ...],
-                     ink: str = "light") -> None:
-    """Beside the canvas: the answer, its probabilities, and, for a run in training, which weights gave it."""
+                     ink: str = "light", own_handwriting: bool = True) -> None:
+    """Beside the canvas: the answer, its probabilities, and, for a run in training, which weights gave it.
+
+    `own_handwriting` is False for a sample MNIST digit: it is not the learner's writing to keep."""
     reading = current_reading(image, digest, ink)
     if reading is None:
         st.info(empty_hint("draw") or f"Draw {THING.get(state.dataset_name(), 'something')} on the black canvas "
                 "with your mouse, finger or pen: one stroke is enough to start.", icon=":material/draw:")
         return
     show_prediction(reading, classes)
-    label_control(reading.steps.tensor, reading.predicted, digest)  # keep it for Your handwriting
+    if own_handwriting:
+        label_control(reading.steps.tensor, reading.predicted, digest)  # keep it for Your handwriting
     run = chosen_run()
     snap = run.snapshot() if run is not None else None
     if snap is not None and snap.active and snap.latest:
@@ -256,6 +253,7 @@ with right:
         st.warning(model_label, icon=":material/info:")
         nav.link(nav.TRAIN, "Train a network", ":material/model_training:")
     else:
-        st.fragment(run_every=refresh)(prediction_panel)(image, digest, classes, ink)
+        own = given is None or given.true_class is None  # a sample digit is MNIST's writing, not theirs
+        st.fragment(run_every=refresh)(prediction_panel)(image, digest, classes, ink, own)
 if model is not None:
     st.fragment(run_every=refresh)(insight_panel)(image, digest, classes, ink)

@@ -65,6 +65,11 @@ def choose(at: AppTest, name: str, source: str) -> AppTest:
 
 
 # -- Draw ------------------------------------------------------------------------------------------------
+def keep_buttons(at) -> list:
+    """The Draw page's "Keep it" buttons (Your handwriting's label control)."""
+    return [b for b in at.button if (b.key or "").startswith("hw_keep_")]
+
+
 def test_draw_offers_four_sources_and_starts_with_the_canvas(draw):
     assert draw.radio(key="draw_input_kind").options == ["Draw", "Paint cells", "Sample digit", "Upload a photo"]
     assert draw.radio(key="draw_input_kind").value == "Draw"
@@ -81,6 +86,7 @@ def test_painted_cells_are_read_like_a_drawing(draw, bundled):
     expected = torch_probs(bundled, grid_to_image(cells), "light")
     np.testing.assert_allclose(decode(chart(draw, "draw_probs")["data"][0]["y"]), expected, atol=1e-5)
     assert draw.session_state["draw_reading"][1].predicted == 1  # what Inside the network reads
+    assert keep_buttons(draw)  # the learner's own writing can be kept for Your handwriting
     assert not any("tiny" in i.value for i in draw.info)  # a 28x28 picture is not a tiny canvas drawing
     # The cells outlive a look at another source ...
     choose(draw, "draw", "Draw")
@@ -109,6 +115,7 @@ def test_sample_buttons_load_real_test_digits(draw, bundled, mnist):
         draw.button(key=f"draw_sample_{digit}").click()
         ok(draw.run())
         assert predictions(draw) == [f"## Prediction: {digit}"]
+        assert not keep_buttons(draw)  # MNIST's writing is not the learner's to teach
         first = int((mnist.test_labels == digit).nonzero()[0])  # the bundled model reads these first ones right
         image = mnist.test_images[first].numpy()
         np.testing.assert_allclose(decode(chart(draw, "draw_probs")["data"][0]["y"]),
