@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from simplecnn.checkpoints import load_checkpoint  # noqa: E402
 from simplecnn.data import load_dataset, to_float  # noqa: E402
 from simplecnn.explain import attacks, attribution, invariance  # noqa: E402
+from simplecnn.sysinfo import cpu_name  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -38,15 +38,6 @@ def median_seconds(fn, repeats: int) -> float:
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,17 +31,8 @@ from simplecnn.data import load_dataset, to_float  # noqa: E402
 from simplecnn.jobs import TrainingScheduler  # noqa: E402
 from simplecnn.runstore import RunStore, learner_key  # noqa: E402
 from simplecnn.training import Trainer  # noqa: E402
+from simplecnn.sysinfo import cpu_name  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def wrong_digits(model, ds, n: int) -> list[hw.LabelledDrawing]:

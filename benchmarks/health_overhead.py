@@ -12,9 +12,7 @@ Goal: the recorder costs at most 5 % of training throughput at the default inter
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +25,8 @@ import torch  # noqa: E402
 from simplecnn.data import load_dataset  # noqa: E402
 from simplecnn.health import DEFAULT_EVERY, HealthRecorder  # noqa: E402
 from simplecnn.training import TrainConfig, Trainer  # noqa: E402
+from simplecnn.sysinfo import cpu_name  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def one_run(config: TrainConfig, dataset, every: int | None) -> tuple[float, float, int]:

@@ -1,9 +1,22 @@
-"""The server's load, memory and disk, read from /proc and the file system (Linux), for the teacher."""
+"""The machine: its CPU (named beside every speed figure), and the server's load, memory and disk, read
+from /proc and the file system (Linux), for the teacher."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC ..."): a speed figure means little without it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _meminfo() -> dict[str, int]:

@@ -44,8 +44,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
 
 from draw_latency import AppServer  # noqa: E402
+from simplecnn.sysinfo import cpu_name  # noqa: E402
 
 RESULTS = HERE / "results"
 SERVER_CPUS = "0"
@@ -285,13 +287,6 @@ def classify_profile(path: Path) -> dict | None:
                 break
     return {"samples": total, "shares": {k: v / total for k, v in counts.items()} if total else {}}
 
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def row(s: dict) -> str:
