@@ -31,22 +31,40 @@ def report_bytes(entry, dataset, dataset_name: str, cache: dict,
     snap = job.snapshot()
     key = (entry.id, snap.weights_version, dataset_name)
 
-    def make() -> bytes:
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
+    def build() -> bytes:
         evaluation = result
         if evaluation is None:
             model = job.model()
             evaluation = evaluate(model, dataset.test_images, dataset.test_labels, num_classes=dataset.num_classes)
-        data = build_report(run_id=entry.id, label=entry.label, config=job.config, history=snap.history,
+        return build_report(run_id=entry.id, label=entry.label, config=job.config, history=snap.history,
                             result=evaluation, images=dataset.test_images, classes=dataset.classes,
                             dataset=dataset_name, status=snap.status, message=snap.message).encode("utf-8")
-        cache.clear()  # one report per session: each is ~5 MB
-        cache[key] = data
-        return data
+
+    return _kept(cache, key, build)
+
+
+def _kept(cache: dict, key: tuple, build: Callable[[], bytes]) -> Callable[[], bytes]:
+    """`build` behind the session's one-report cache: pressing again, or on the other page, reuses it."""
+    def make() -> bytes:
+        cached = cache.get(key)
+        if cached is None:
+            cached = build()
+            cache.clear()  # one report per session: each is ~5 MB
+            cache[key] = cached
+        return cached
 
     return make
+
+
+def _loaded_dataset():
+    """The loaded dataset, or None when its files are missing or damaged (the page says so elsewhere)."""
+    from dashboard import state
+    from simplecnn.data import DataError
+
+    try:
+        return state.dataset()
+    except DataError:
+        return None
 
 
 def file_name(run_id: str) -> str:
@@ -57,16 +75,14 @@ def report_button(entry, key: str, result: EvaluationResult | None = None) -> bo
     """The download button for a trained run that is not training and has finished an epoch; False
     (and nothing drawn) otherwise, or when the run's dataset is not the one loaded."""
     from dashboard import state
-    from simplecnn.data import DataError
 
     if entry is None or entry.job is None or entry.dataset != state.dataset_name():
         return False
     snap = entry.snapshot()
     if snap.active or snap.epoch < 1:
         return False
-    try:
-        dataset = state.dataset()
-    except DataError:
+    dataset = _loaded_dataset()
+    if dataset is None:
         return False
     cache = st.session_state.setdefault(CACHE_KEY, {})
     st.download_button(
@@ -85,31 +101,23 @@ def checkpoint_report_bytes(run_id: str, label: str, meta: dict, result: Evaluat
     history; `result` its test-set evaluation) as UTF-8 bytes, kept in `cache` like report_bytes."""
     key = (run_id, "checkpoint", dataset_name)
 
-    def make() -> bytes:
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-        data = build_report(run_id=run_id, label=label, config=meta["config"], history=meta.get("history") or {},
+    def build() -> bytes:
+        return build_report(run_id=run_id, label=label, config=meta["config"], history=meta.get("history") or {},
                             result=result, images=dataset.test_images, classes=dataset.classes,
                             dataset=dataset_name, status="finished").encode("utf-8")
-        cache.clear()  # one report per session: each is ~5 MB
-        cache[key] = data
-        return data
 
-    return make
+    return _kept(cache, key, build)
 
 
 def checkpoint_report_button(run_id: str, label: str, meta: dict, result: EvaluationResult, key: str) -> bool:
     """The same button for a model that is no run of this learner (the bundled one): its settings and
     curves come from the checkpoint's own metadata (config, history), its test result from the page."""
     from dashboard import state
-    from simplecnn.data import DataError
 
     if not meta.get("config"):
         return False
-    try:
-        dataset = state.dataset()
-    except DataError:
+    dataset = _loaded_dataset()
+    if dataset is None:
         return False
     cache = st.session_state.setdefault(CACHE_KEY, {})
     make = checkpoint_report_bytes(run_id, label, meta, result, dataset, state.dataset_name(), cache)
