@@ -73,7 +73,7 @@ def _health_body() -> None:
     when = f"step {numbers['step']:,}" + (f" (epoch {numbers['step'] / per_epoch:.2f})" if per_epoch else "")
     st.caption(f"**{run.id}**: {len(data['samples'])} samples, one every {data['every']} steps; newest at {when}.")
     for col, (name, ratio) in zip(st.columns(4), numbers["update_ratio"].items()):
-        col.metric(f"{name}: update / weight", f"{ratio:.1e}", help="‖ΔW‖ / ‖W‖: how much the newest sampled "
+        col.metric(f"{name}: update / weight", "not finite" if ratio is None else f"{ratio:.1e}", help="‖ΔW‖ / ‖W‖: how much the newest sampled "
                    "step changed this layer's weights, relative to their size.")
     for col, (name, dead) in zip(st.columns(4), numbers["dead_relu"].items()):
         col.metric(f"{name}: dead", f"{100 * dead:.0f}%", help="Share of this ReLU's units (channels after a "

@@ -156,7 +156,8 @@ class LayerHealth:
             ratio, weights = {}, {}
             for name, w in self.layers.items():
                 old = before[name].float()
-                ratio[name] = ((w.detach().float() - old).norm() / old.norm().clamp_min(1e-12)).item()
+                value = ((w.detach().float() - old).norm() / old.norm().clamp_min(1e-12)).item()
+                ratio[name] = value if math.isfinite(value) else None  # weights gone inf/nan: JSON has no NaN
                 weights[name] = binned_counts(w, self.weight_edges[name])
         self.samples.append({"step": self.step, "update_ratio": ratio, "weights": weights,
                              "grads": pending["grads"], "dead_relu": pending["dead_relu"]})

@@ -106,7 +106,7 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                    stop: threading.Event) -> None:
     """In the child process: continue the stored run at `run_path`, report over `conn`, save as it goes."""
     from .data import load_dataset
-    from .recorders import attach_recorders, close_recorders
+    from .recorders import attach_recorders, close_recorders, notify_recorders
     from .training import Trainer
 
     trainer = saver = None
@@ -118,8 +118,7 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
 
         def report(event: object) -> None:
             h = trainer.history
-            for recorder in recorders:
-                recorder.on_event(trainer, event)
+            notify_recorders(recorders, trainer, event)  # extras: one that fails is dropped, training goes on
             if isinstance(event, BatchEvent):
                 conn.send(("batch", asdict(event), h.seconds, h.images_seen))
                 if time.monotonic() - last_check[0] >= 1.0:  # a Stop pressed on another web server
@@ -157,8 +156,8 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
             # The trainer checks its stop flag between batches: a stop costs at most one batch.
             threading.Thread(target=lambda: stop.wait() and trainer.request_stop(), daemon=True).start()
             trainer.fit()
+        saver.save(trainer)  # the run first, then the extras
         close_recorders(recorders, trainer)
-        saver.save(trainer)
         conn.send(("done", trainer.history.to_dict(), trainer.epoch, trainer._batch))
     except BaseException as exc:  # the parent shows the reason; nothing else would see it
         if trainer is not None and saver is not None and trainer.history.status == "running":
@@ -166,10 +165,7 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                 saver.save(trainer)
             except Exception:
                 pass
-        try:
-            close_recorders(recorders, trainer)
-        except Exception:
-            pass
+        close_recorders(recorders, trainer)
         try:
             conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         except OSError:

@@ -76,9 +76,12 @@ class SnapshotRecorder:
 
     def _after_step(self, _optimizer, _args, _kwargs) -> None:
         """Called by the optimizer right after it changed the weights, before the trainer counts the batch."""
+        # Never removes its own hook here: torch is iterating over the optimizer's hooks, and removing
+        # one while another follows it raises "OrderedDict mutated during iteration". An empty
+        # `pending` makes the hook a no-op; on_event / close remove it.
         trainer = self.trainer
-        if trainer.epoch > 0:
-            self._remove_hook()
+        if trainer.epoch > 0 or not self.pending:
+            self.pending = []
             return
         step = trainer.step + 1  # the step just taken
         while self.pending and self.pending[0] < step:
@@ -86,8 +89,6 @@ class SnapshotRecorder:
         if self.pending and self.pending[0] == step:
             self.pending.pop(0)
             self._take(step)
-        if not self.pending:
-            self._remove_hook()
 
     def _take(self, step: int) -> None:
         folder = self.run.snapshots_path
@@ -104,8 +105,7 @@ class SnapshotRecorder:
                             metrics={"step": step, "images_seen": images})
         except OSError as exc:  # the replay loses its remaining steps; the run itself must not fail
             self.error = f"Replay snapshots stopped at step {step}: {exc.strerror or exc}."
-            self.pending = []
-            self._remove_hook()
+            self.pending = []  # the hook is removed at the next event (see _after_step)
             return
         self.written.append(step)
 
@@ -115,7 +115,7 @@ class SnapshotRecorder:
             self._hook = None
 
     def on_event(self, trainer, event: object) -> None:
-        if trainer.epoch > 0:  # the first epoch is over: epoch weights take it from here
+        if trainer.epoch > 0 or not self.pending:  # first epoch over (epoch weights take it from here) or done
             self._remove_hook()
 
     def close(self, trainer) -> None:
