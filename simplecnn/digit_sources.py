@@ -81,6 +81,18 @@ def sample_indices(labels: torch.Tensor, predictions: torch.Tensor, digit: int, 
     return [int(i) for i in right[:count]]
 
 
+def _grey(picture: Image.Image) -> Image.Image:
+    """8-bit grey. Pillow's convert("L") clips 16-bit and float pictures (a 16-bit scan would turn
+    white), so those are scaled to 0..255 first."""
+    if picture.mode.startswith("I") or picture.mode == "F":
+        values = np.asarray(picture, dtype=np.float64)  # (H, W)
+        top = 65535.0 if picture.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if picture.mode == "F":
+            top = max(float(values.max(initial=0)), 1e-12)
+        return Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    return picture.convert("L")
+
+
 # -- uploads --------------------------------------------------------------------------------------------
 def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS,
                   max_full_pixels: int = MAX_FULL_DECODE_PIXELS, working_side: int = WORKING_SIDE) -> np.ndarray:
@@ -99,14 +111,21 @@ def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: in
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as picture:
             width, height = picture.size
-            limit = max_pixels if picture.format == "JPEG" else min(max_pixels, max_full_pixels)
+            jpeg = picture.format in ("JPEG", "MPO")  # MPO: a phone's multi-picture JPEG
+            limit = max_pixels if jpeg else min(max_pixels, max_full_pixels)
             if width < 1 or height < 1 or width * height > limit:
-                kind = "JPEG" if picture.format == "JPEG" else f"{picture.format} (a JPEG may have more)"
+                kind = "JPEG" if jpeg else f"{picture.format} (a JPEG may have more)"
                 raise PictureError(f"The picture is {width}×{height} pixels; at most {limit / 1e6:.0f} million "
                                    f"pixels are accepted in a {kind}.")
-            if picture.format == "JPEG":
+            if jpeg:
                 picture.draft("L", (working_side, working_side))  # decode at 1/2..1/8 scale when possible
-            grey = ImageOps.exif_transpose(picture).convert("L")
+                # The scale follows the shorter side: a 50,000×1,000 strip stays whole. Check what will
+                # really be decoded.
+                if picture.size[0] * picture.size[1] > max_full_pixels:
+                    raise PictureError(f"The picture is {width}×{height} pixels, too long and thin to be "
+                                       f"read at a reduced size; at most {max_full_pixels / 1e6:.0f} million "
+                                       "pixels are decoded.")
+            grey = _grey(ImageOps.exif_transpose(picture))
             if max(grey.size) > working_side:
                 grey.thumbnail((working_side, working_side), Image.Resampling.BOX)
             return np.asarray(grey)  # (H, W) uint8

@@ -228,3 +228,34 @@ def test_a_big_jpeg_is_decoded_at_a_reduced_scale(mnist):
     data = photo(mnist.test_images[0].numpy(), True, size=(4000, 3000))
     grey = decode_upload(data)
     assert grey.shape == (384, 512)
+
+
+def test_a_16_bit_scan_keeps_its_ink_instead_of_turning_white():
+    """Pillow's convert("L") clips 16-bit values (1000 and 30000 both become 255): scale them first."""
+    scan = np.full((120, 90), 2000, np.uint16)  # dark paper
+    scan[20:100, 40:50] = 60000  # a light stroke
+    data = io.BytesIO()
+    Image.fromarray(scan).save(data, format="PNG")
+    grey = decode_upload(data.getvalue())
+    assert grey.dtype == np.uint8
+    assert grey[60, 45] == round(60000 / 65535 * 255) and grey[5, 5] == round(2000 / 65535 * 255)
+
+
+def test_a_long_thin_jpeg_that_cannot_be_decoded_small_is_refused():
+    """A JPEG's reduced decoding follows its shorter side: 40,000×1,000 would be decoded whole (40 Mpx)."""
+    data = io.BytesIO()
+    Image.new("L", (40_000, 1_000), 255).save(data, format="JPEG")
+    assert len(data.getvalue()) < 1_000_000  # small on disk: only the pixel bound protects the server
+    with pytest.raises(PictureError, match="too long and thin"):
+        decode_upload(data.getvalue())
+
+
+def test_a_phones_multi_picture_jpeg_is_decoded_at_a_reduced_scale():
+    """Phones write MPO (several JPEGs in one file); Pillow opens it as format "MPO", still a JPEG."""
+    big = Image.new("L", (4000, 3000), 255)
+    data = io.BytesIO()
+    big.save(data, format="MPO", save_all=True, append_images=[big.resize((400, 300))])
+    with Image.open(io.BytesIO(data.getvalue())) as opened:
+        assert opened.format == "MPO"
+    grey = decode_upload(data.getvalue(), max_full_pixels=4_000_000)  # whole decoding alone would refuse 12 Mpx
+    assert max(grey.shape) <= WORKING_SIDE
