@@ -140,6 +140,12 @@ def train_in_child(conn: Connection, config: dict, dataset_name: str, run_path: 
                 raise StopTraining()
 
         train_config = TrainConfig.from_dict(config)
+        if run.meta_path.exists() and run.read_meta().get("handwriting") and not (
+                run.examples_path.exists() and (run.state_path.exists() or run.init_path.exists())):
+            # Its folder was made but its files never written (the server died in between): training it
+            # would teach a random network plain MNIST under a "your handwriting" label.
+            raise RuntimeError("This fine-tune has lost its drawings or its starting weights (examples.pt / "
+                               "init.pt): delete it and fine-tune again from the Your handwriting page.")
         dataset = load_dataset(dataset_name)
         if run.examples_path.exists():  # a fine-tune (simplecnn.handwriting): its drawings mixed with MNIST
             from .handwriting import load_examples, mixed_dataset

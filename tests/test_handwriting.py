@@ -289,3 +289,31 @@ def test_a_stopped_fine_tune_resumes_on_the_same_mixed_set(tmp_path, mnist, bund
     _, history, epoch, batch = train()
     assert history["status"] == "finished" and epoch == 2
     assert history["images_seen"] == 2 * n  # every image of both epochs, once
+
+
+def test_a_fine_tune_that_lost_its_files_fails_instead_of_training_plain_mnist(tmp_path, bundled_path):
+    """The server may die between writing run.json and init.pt / examples.pt: that run must not train a
+    random network on plain MNIST under the "your handwriting" label."""
+    from multiprocessing import Pipe
+    import threading
+
+    from simplecnn.jobs import train_in_child
+
+    bundled = load_checkpoint(bundled_path)[0]
+    room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
+    holder = SlotHolder()
+    assert room.scheduler.acquire(holder)
+    try:
+        job = hw.start_fine_tune(room, LEARNER, fake_drawings(4), bundled, "the bundled model", "bundled")
+        job.stop()
+        job.join(30)
+    finally:
+        room.scheduler.release(holder)
+        room.close()
+    run = job.run
+    run.examples_path.unlink()
+    parent, child = Pipe()
+    train_in_child(child, job.config.to_dict(), "mnist", str(run.path), 999, threading.Event())
+    message = parent.recv()
+    assert message[0] == "failed" and "lost its drawings" in message[1]
+    assert not run.state_path.exists() and not run.latest_path.exists()  # nothing was trained
