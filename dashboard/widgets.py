@@ -21,7 +21,12 @@ def keep(key: str, default) -> dict:
     store = _PREFIX + key
     if store not in st.session_state:
         st.session_state[store] = default
-    st.session_state[key] = st.session_state[store]
+    # Hand the stored value to the widget only when it differs: after a page switch (Streamlit dropped
+    # the widget's state) or when code changed it (a shared link). Assigning it on every run would make
+    # Streamlit push the value to the browser each time, and a slider moved key by key faster than the
+    # server answers would be thrown back to the value of an older run.
+    if key not in st.session_state or st.session_state[key] != st.session_state[store]:
+        st.session_state[key] = st.session_state[store]
     return {"key": key, "on_change": _save, "args": (key,)}
 
 
