@@ -245,17 +245,13 @@ def test_a_queued_fine_tune_already_answers_with_its_starting_weights(tmp_path, 
         room.close()
 
 
-def test_a_stopped_fine_tune_resumes_on_the_same_mixed_set(tmp_path, mnist, bundled_path):
-    """train_in_child itself (what the worker process runs): stop mid-epoch, then go on from the save."""
-    import threading
-    from multiprocessing import Pipe
-
-    from simplecnn.jobs import train_in_child
-
+def stored_fine_tune(tmp_path, bundled_path):
+    """A fine-tune of 4 fake drawings stored and queued, then stopped before it trained: the tests drive
+    train_in_child on its folder themselves. Returns its TrainingJob."""
     bundled = load_checkpoint(bundled_path)[0]
     room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
     holder = SlotHolder()
-    assert room.scheduler.acquire(holder)  # keep the queue from training it: this test drives it
+    assert room.scheduler.acquire(holder)  # keep the queue from training it
     try:
         job = hw.start_fine_tune(room, LEARNER, fake_drawings(4), bundled, "the bundled model", "bundled")
         job.stop()
@@ -263,6 +259,17 @@ def test_a_stopped_fine_tune_resumes_on_the_same_mixed_set(tmp_path, mnist, bund
     finally:
         room.scheduler.release(holder)
         room.close()
+    return job
+
+
+def test_a_stopped_fine_tune_resumes_on_the_same_mixed_set(tmp_path, mnist, bundled_path):
+    """train_in_child itself (what the worker process runs): stop mid-epoch, then go on from the save."""
+    import threading
+    from multiprocessing import Pipe
+
+    from simplecnn.jobs import train_in_child
+
+    job = stored_fine_tune(tmp_path, bundled_path)
     run, config = job.run, job.config.to_dict()
 
     def train(stop_after: int | None = None):
@@ -299,17 +306,7 @@ def test_a_fine_tune_that_lost_its_files_fails_instead_of_training_plain_mnist(t
 
     from simplecnn.jobs import train_in_child
 
-    bundled = load_checkpoint(bundled_path)[0]
-    room = Classroom(RunStore(tmp_path / "runs"), TrainingScheduler(1), watch_every_s=0)
-    holder = SlotHolder()
-    assert room.scheduler.acquire(holder)
-    try:
-        job = hw.start_fine_tune(room, LEARNER, fake_drawings(4), bundled, "the bundled model", "bundled")
-        job.stop()
-        job.join(30)
-    finally:
-        room.scheduler.release(holder)
-        room.close()
+    job = stored_fine_tune(tmp_path, bundled_path)
     run = job.run
     run.examples_path.unlink()
     parent, child = Pipe()
